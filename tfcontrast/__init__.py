@@ -1,0 +1,14 @@
+"""tfcontrast: contrastive and metric learning for Keras 3 and TensorFlow.
+
+The public surface is organised in submodules:
+
+- `tfcontrast.distances`: pairwise distances and similarities.
+- `tfcontrast.miners`: pair and triplet mining.
+- `tfcontrast.losses`: metric-learning and self-supervised losses.
+"""
+
+__version__ = "0.1.0"
+
+from tfcontrast import distances, losses, miners  # noqa: E402
+
+__all__ = ["__version__", "distances", "losses", "miners"]

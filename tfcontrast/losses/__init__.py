@@ -1,0 +1,16 @@
+"""Losses for metric and contrastive learning, as `keras.losses.Loss` subclasses.
+
+Every loss returns per-example values so that Keras reduces them, applies
+`sample_weight` and scales them correctly under `tf.distribute`.
+"""
+
+from tfcontrast.losses.base import ContrastiveLossBase, MetricLoss
+from tfcontrast.losses.pairs import ContrastiveLoss, MiningLoss, TripletLoss
+
+__all__ = [
+    "ContrastiveLoss",
+    "ContrastiveLossBase",
+    "MetricLoss",
+    "MiningLoss",
+    "TripletLoss",
+]
