@@ -1,0 +1,3 @@
+"""Input pipelines: multi-view and class-balanced datasets from tfds, folders and arrays."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Keras layers: projection / prediction heads, augmentation layers, memory queues."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""ContrastiveModel, its algorithms, heads and backbones."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Embedding index and search."""
+
+__all__: list[str] = []
