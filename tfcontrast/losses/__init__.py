@@ -6,8 +6,20 @@ Every loss returns per-example values so that Keras reduces them, applies
 
 from tfcontrast.losses.base import ContrastiveLossBase, MetricLoss
 from tfcontrast.losses.pairs import ContrastiveLoss, MiningLoss, TripletLoss
+from tfcontrast.losses.structured import (
+    CircleLoss,
+    LiftedStructureLoss,
+    MultiSimilarityLoss,
+    NPairLoss,
+    SoftNearestNeighborLoss,
+)
 
 __all__ = [
+    "CircleLoss",
+    "LiftedStructureLoss",
+    "MultiSimilarityLoss",
+    "NPairLoss",
+    "SoftNearestNeighborLoss",
     "ContrastiveLoss",
     "ContrastiveLossBase",
     "MetricLoss",
