@@ -1,3 +1,5 @@
 """Embedding index and search."""
 
-__all__: list[str] = []
+from tfcontrast.retrieval.index import Index, SearchResult, exact_search
+
+__all__: list[str] = ["Index", "SearchResult", "exact_search"]

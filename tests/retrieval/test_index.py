@@ -1,0 +1,155 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tfcontrast.retrieval import Index
+
+
+def _brute(queries, base, k, metric):
+    """Independent reference: full score matrix, full sort."""
+    q = queries.astype(np.float64)
+    b = base.astype(np.float64)
+    if metric == "cosine":
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        b = b / np.linalg.norm(b, axis=1, keepdims=True)
+        s = q @ b.T
+        order = np.argsort(-s, axis=1)[:, :k]
+    elif metric == "dot":
+        s = q @ b.T
+        order = np.argsort(-s, axis=1)[:, :k]
+    else:
+        s = np.sqrt(((q[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+        order = np.argsort(s, axis=1)[:, :k]
+    return np.take_along_axis(s, order, axis=1), order
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+@pytest.mark.parametrize("k", [1, 5, 17])
+def test_exact_matches_brute_force(rng, metric, k):
+    base = rng.standard_normal((103, 8)).astype("float32")
+    queries = rng.standard_normal((29, 8)).astype("float32")
+    index = Index(metric=metric, query_batch_size=7, index_batch_size=13)
+    index.add(base[:50]).add(base[50:])  # several adds
+    scores, idx, labels, payloads = index.search(queries, k=k)
+    ref_s, ref_i = _brute(queries, base, k, metric)
+    np.testing.assert_array_equal(idx, ref_i)
+    np.testing.assert_allclose(scores, ref_s, rtol=1e-4, atol=1e-4)
+    assert labels is None and payloads is None
+    assert index.higher_is_closer == (metric != "l2")
+
+
+def test_k_equals_size_and_single_vector(rng):
+    base = rng.standard_normal((10, 4)).astype("float32")
+    index = Index(metric="l2", index_batch_size=3).add(base)
+    _, idx, _, _ = index.search(base, k=10)
+    assert sorted(idx[0].tolist()) == list(range(10))
+    np.testing.assert_array_equal(idx[:, 0], np.arange(10))  # each vector finds itself
+    res = index.search(base[3], k=2)  # (D,) query
+    assert res.indices.shape == (1, 2) and res.indices[0, 0] == 3
+
+
+def test_exclude_self(rng):
+    base = rng.standard_normal((40, 6)).astype("float32")
+    index = Index(metric="cosine", query_batch_size=6, index_batch_size=9).add(base)
+    _, idx, _, _ = index.search(base, k=5, exclude_self=True)
+    assert not np.any(idx == np.arange(40)[:, None])
+    ref_s, ref_i = _brute(base, base, 6, "cosine")
+    np.testing.assert_array_equal(idx, ref_i[:, 1:])
+
+
+def test_labels_and_payloads(rng):
+    base = rng.standard_normal((20, 3)).astype("float32")
+    labels = np.arange(20) % 4
+    payloads = [{"id": i, "name": f"item{i}"} for i in range(20)]
+    index = Index(metric="dot")
+    index.add(base[:12], labels=labels[:12], payloads=payloads[:12])
+    index.add(base[12:], labels=labels[12:], payloads=payloads[12:])
+    res = index.search(base[:2], k=3)
+    np.testing.assert_array_equal(res.labels, labels[res.indices])
+    assert res.payloads[1][2] == payloads[res.indices[1, 2]]
+
+
+def test_save_load_round_trip(rng, tmp_path):
+    base = rng.standard_normal((30, 5)).astype("float32")
+    labels = np.array([f"c{i % 3}" for i in range(30)])
+    payloads = [[i, "x", None, 1.5] for i in range(30)]
+    index = Index(metric="l2", query_batch_size=4, index_batch_size=7)
+    index.add(base, labels=labels, payloads=payloads)
+    path = index.save(str(tmp_path / "idx"))
+    assert sorted(os.listdir(path)) == ["arrays.npz", "index.json"]
+    with open(os.path.join(path, "index.json")) as f:
+        meta = json.load(f)
+    assert meta["config"]["metric"] == "l2" and meta["size"] == 30
+    loaded = Index.load(path)
+    assert len(loaded) == 30 and loaded.dim == 5 and loaded.index_batch_size == 7
+    q = rng.standard_normal((6, 5)).astype("float32")
+    a, b = index.search(q, k=4), loaded.search(q, k=4)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_allclose(a.scores, b.scores)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.payloads == b.payloads
+    loaded.add(base[:1], labels=labels[:1], payloads=payloads[:1])  # still usable
+    assert len(loaded) == 31
+    # Arrays load without pickle.
+    np.load(os.path.join(path, "arrays.npz"), allow_pickle=False)["embeddings"]
+
+
+def test_errors(rng):
+    index = Index()
+    with pytest.raises(ValueError, match="empty"):
+        index.search(np.ones((1, 3)), k=1)
+    index.add(rng.standard_normal((5, 3)))
+    with pytest.raises(ValueError, match="dimension"):
+        index.search(np.ones((1, 4)), k=1)
+    with pytest.raises(ValueError, match="dimension"):
+        index.add(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="`k`"):
+        index.search(np.ones((1, 3)), k=6)
+    with pytest.raises(ValueError, match="`k`"):
+        index.search(np.ones((1, 3)), k=0)
+    with pytest.raises(ValueError, match="`k`"):
+        index.search(np.ones((5, 3)), k=5, exclude_self=True)
+    with pytest.raises(ValueError, match="labels"):
+        index.add(np.ones((1, 3)), labels=[1])
+    with pytest.raises(ValueError, match="embeddings"):
+        index.add(np.ones((3,)))
+    with pytest.raises(ValueError, match="metric"):
+        Index(metric="manhattan")
+    with pytest.raises(ValueError, match="backend"):
+        Index(backend="annoy")
+    with pytest.raises(ValueError, match="index_batch_size"):
+        Index(index_batch_size=0)
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        Index().add(np.ones((2, 3)), payloads=[object(), 1])
+    with pytest.raises(ValueError, match="payloads"):
+        Index().add(np.ones((2, 3)), payloads=[1])
+
+
+def test_accepts_tensors(rng):
+    import keras
+
+    base = rng.standard_normal((12, 4)).astype("float32")
+    index = Index().add(keras.ops.convert_to_tensor(base))
+    res = index.search(keras.ops.convert_to_tensor(base[:2]), k=1)
+    np.testing.assert_array_equal(res.indices[:, 0], [0, 1])
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+def test_faiss_backend_matches_exact(rng, metric, tmp_path):
+    pytest.importorskip("faiss", reason="faiss-cpu is not installed (optional backend)")
+    base = rng.standard_normal((200, 16)).astype("float32")
+    queries = rng.standard_normal((15, 16)).astype("float32")
+    labels = np.arange(200) % 7
+    exact = Index(metric=metric).add(base, labels=labels)
+    fast = Index(metric=metric, backend="faiss").add(base[:100], labels=labels[:100])
+    fast.add(base[100:], labels=labels[100:])
+    a, b = exact.search(queries, k=6), fast.search(queries, k=6)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    loaded = Index.load(fast.save(str(tmp_path / "faiss_idx")))
+    assert loaded.backend == "faiss"
+    np.testing.assert_array_equal(loaded.search(queries, k=6).indices, b.indices)
+    np.testing.assert_allclose(loaded.embeddings, fast.embeddings)

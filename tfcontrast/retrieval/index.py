@@ -1,0 +1,495 @@
+"""Embedding index: exact top-k search with bounded memory, optional FAISS backend.
+
+The default ("exact") backend keeps the embeddings in one NumPy array and answers
+`search` with batched matrix products: queries are processed in chunks of
+`query_batch_size`, the index in chunks of `index_batch_size`, and a running top-k is
+merged chunk by chunk, so peak memory is about
+`4 * query_batch_size * index_batch_size` bytes whatever the index size. The
+`"faiss"` backend (optional dependency `faiss-cpu`) wraps a FAISS index with the same
+API; its default factory string `"Flat"` is exact too, and other factory strings
+(e.g. `"HNSW32"`, `"IVF1024,Flat"`) give approximate search for large collections.
+
+Scores returned by `search`:
+
+- `metric="cosine"`: cosine similarity (higher is closer),
+- `metric="dot"`: inner product (higher is closer),
+- `metric="l2"`: Euclidean distance (lower is closer).
+
+`Index.higher_is_closer` tells which.
+
+Example:
+
+```python
+import numpy as np
+from tfcontrast.retrieval import Index
+
+index = Index(metric="cosine")
+index.add(np.random.rand(1000, 64), labels=np.arange(1000) % 10,
+          payloads=[{"path": f"img_{i}.jpg"} for i in range(1000)])
+scores, indices, labels, payloads = index.search(np.random.rand(5, 64), k=3)
+index.save("my_index")              # my_index/index.json + my_index/arrays.npz
+same = Index.load("my_index")
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, NamedTuple
+
+import numpy as np
+
+_METRICS = ("cosine", "l2", "dot")
+_BACKENDS = ("exact", "faiss")
+_FORMAT_VERSION = 1
+_EPS = 1e-12
+
+
+class SearchResult(NamedTuple):
+    """Result of `Index.search`; unpacks as `scores, indices, labels, payloads`.
+
+    Attributes:
+        scores: `(Q, k)` float32, similarities (cosine, dot) or Euclidean distances
+            (l2), best first.
+        indices: `(Q, k)` int64 positions in the index (insertion order).
+        labels: `(Q, k)` labels of the neighbours, or `None` if the index has no labels.
+        payloads: `Q` lists of `k` payloads, or `None` if the index has no payloads.
+    """
+
+    scores: np.ndarray
+    indices: np.ndarray
+    labels: np.ndarray | None
+    payloads: list[list[Any]] | None
+
+
+def _to_numpy(x, name: str, dtype=None) -> np.ndarray:
+    if x is None:
+        raise ValueError(f"`{name}` must not be None.")
+    if hasattr(x, "numpy") and not isinstance(x, np.ndarray):
+        x = x.numpy()
+    arr = np.asarray(x)
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    return arr
+
+
+def _as_matrix(x, name: str) -> np.ndarray:
+    arr = _to_numpy(x, name)
+    if arr.ndim != 2:
+        raise ValueError(f"`{name}` must have shape (N, D); received shape {arr.shape}.")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"`{name}` must be numeric; received dtype {arr.dtype}.")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    norms = np.sqrt(np.sum(x * x, axis=1, keepdims=True))
+    return x / np.maximum(norms, _EPS)
+
+
+def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (largest) of every row, unsorted: returns (values, column indices)."""
+    if k >= scores.shape[1]:
+        cols = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+        return scores, np.array(cols)
+    cols = np.argpartition(scores, -k, axis=1)[:, -k:]
+    return np.take_along_axis(scores, cols, axis=1), cols
+
+
+def exact_search(
+    queries: np.ndarray,
+    base: np.ndarray,
+    k: int,
+    metric: str = "cosine",
+    query_batch_size: int = 512,
+    index_batch_size: int = 8192,
+    exclude_self: bool = False,
+    base_sq_norms: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of `queries` against `base` with bounded memory.
+
+    Queries and `base` must already be float32 and, for cosine, L2-normalised. Returns
+    `(scores, indices)` sorted best first, scores as documented in the module (for
+    `l2`, Euclidean distances). With `exclude_self`, query `i` never returns base
+    row `i` (leave-one-out on a set searched against itself).
+    """
+    num_q, n = queries.shape[0], base.shape[0]
+    out_scores = np.empty((num_q, k), dtype=np.float32)
+    out_idx = np.empty((num_q, k), dtype=np.int64)
+    if metric == "l2" and base_sq_norms is None:
+        base_sq_norms = np.sum(base * base, axis=1)
+    for q0 in range(0, num_q, query_batch_size):
+        q = queries[q0 : q0 + query_batch_size]
+        run_s = np.full((q.shape[0], 0), -np.inf, dtype=np.float32)
+        run_i = np.zeros((q.shape[0], 0), dtype=np.int64)
+        for b0 in range(0, n, index_batch_size):
+            b = base[b0 : b0 + index_batch_size]
+            s = q @ b.T
+            if metric == "l2":
+                # Ranking by 2 q.b - |b|^2 is ranking by -|q - b|^2 (|q|^2 is constant).
+                s *= 2.0
+                s -= base_sq_norms[b0 : b0 + b.shape[0]][None, :]
+            if exclude_self:
+                rows = np.arange(q.shape[0])
+                cols = rows + q0 - b0
+                ok = (cols >= 0) & (cols < b.shape[0])
+                s[rows[ok], cols[ok]] = -np.inf
+            vals, cols = _top_k_rows(s, min(k, s.shape[1]))
+            run_s = np.concatenate([run_s, vals], axis=1)
+            run_i = np.concatenate([run_i, cols + b0], axis=1)
+            if run_s.shape[1] > k:
+                run_s, pos = _top_k_rows(run_s, k)
+                run_i = np.take_along_axis(run_i, pos, axis=1)
+        # Sort best first; ties broken by smaller index for reproducibility.
+        order = np.lexsort((run_i, -run_s), axis=1)
+        run_s = np.take_along_axis(run_s, order, axis=1)
+        run_i = np.take_along_axis(run_i, order, axis=1)
+        if metric == "l2":
+            q_sq = np.sum(q * q, axis=1, keepdims=True)
+            run_s = np.sqrt(np.maximum(q_sq - run_s, 0.0))
+        out_scores[q0 : q0 + q.shape[0]] = run_s
+        out_idx[q0 : q0 + q.shape[0]] = run_i
+    return out_scores, out_idx
+
+
+def _check_payloads(payloads, n: int) -> list[Any]:
+    payloads = list(payloads)
+    if len(payloads) != n:
+        raise ValueError(
+            f"`payloads` must have one entry per embedding: expected {n}, received {len(payloads)}."
+        )
+    try:
+        json.dumps(payloads)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"`payloads` must be JSON-serialisable (str, numbers, bool, None, lists, dicts); {err}"
+        ) from err
+    return payloads
+
+
+def _import_faiss():
+    try:
+        import faiss
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Index(backend='faiss') needs the optional dependency faiss-cpu: "
+            "`pip install faiss-cpu` (or use backend='exact')."
+        ) from err
+    return faiss
+
+
+class Index:
+    """A searchable collection of embeddings with optional labels and payloads.
+
+    Args:
+        metric: `"cosine"` (vectors are L2-normalised on `add` and `search`), `"l2"`
+            (Euclidean) or `"dot"` (inner product).
+        backend: `"exact"` (NumPy, batched matrix products) or `"faiss"` (requires
+            `faiss-cpu`).
+        query_batch_size: queries per chunk in the exact backend.
+        index_batch_size: index rows per chunk in the exact backend; peak extra memory
+            is about `4 * query_batch_size * index_batch_size` bytes.
+        faiss_factory: FAISS `index_factory` string for `backend="faiss"`; `"Flat"`
+            (default) is exact, others (`"HNSW32"`, `"IVF1024,Flat"`) are approximate
+            and may need `train` data (the first `add` call trains them).
+
+    Example:
+
+    ```python
+    index = Index(metric="l2")
+    index.add(train_embeddings, labels=train_labels)
+    distances, neighbours, neighbour_labels, _ = index.search(query_embeddings, k=5)
+    ```
+    """
+
+    def __init__(
+        self,
+        metric: str = "cosine",
+        backend: str = "exact",
+        query_batch_size: int = 512,
+        index_batch_size: int = 8192,
+        faiss_factory: str = "Flat",
+    ):
+        if metric not in _METRICS:
+            raise ValueError(
+                f"Index: `metric` must be one of {list(_METRICS)}; received {metric!r}."
+            )
+        if backend not in _BACKENDS:
+            raise ValueError(
+                f"Index: `backend` must be one of {list(_BACKENDS)}; received {backend!r}."
+            )
+        for name, value in (
+            ("query_batch_size", query_batch_size),
+            ("index_batch_size", index_batch_size),
+        ):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"Index: `{name}` must be a positive int; received {value!r}.")
+        self.metric = metric
+        self.backend = backend
+        self.query_batch_size = int(query_batch_size)
+        self.index_batch_size = int(index_batch_size)
+        self.faiss_factory = faiss_factory
+        self.dim: int | None = None
+        self._chunks: list[np.ndarray] = []  # exact backend; concatenated lazily
+        self._base: np.ndarray | None = None
+        self._sq_norms: np.ndarray | None = None
+        self._faiss = None
+        self._size = 0
+        self._labels: list[np.ndarray] | None = None
+        self._payloads: list[Any] | None = None
+        if backend == "faiss":
+            _import_faiss()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def higher_is_closer(self) -> bool:
+        """`True` for cosine / dot (scores are similarities), `False` for l2."""
+        return self.metric != "l2"
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def size(self) -> int:
+        """Number of indexed embeddings."""
+        return self._size
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """Labels of the indexed embeddings in insertion order, or `None`."""
+        if self._labels is None:
+            return None
+        if len(self._labels) > 1:
+            self._labels = [np.concatenate(self._labels)]
+        return self._labels[0] if self._labels else None
+
+    @property
+    def payloads(self) -> list[Any] | None:
+        """Payloads of the indexed embeddings in insertion order, or `None`."""
+        return self._payloads
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """The stored vectors `(N, D)` (L2-normalised for cosine)."""
+        if self.backend == "faiss":
+            if self._faiss is None:
+                return np.zeros((0, self.dim or 0), np.float32)
+            return self._faiss.reconstruct_n(0, self._faiss.ntotal)
+        return self._matrix()
+
+    def _matrix(self) -> np.ndarray:
+        if self._chunks:
+            parts = ([self._base] if self._base is not None else []) + self._chunks
+            self._base = np.ascontiguousarray(np.concatenate(parts, axis=0))
+            self._chunks = []
+            self._sq_norms = (
+                np.sum(self._base * self._base, axis=1) if self.metric == "l2" else None
+            )
+        if self._base is None:
+            return np.zeros((0, self.dim or 0), np.float32)
+        return self._base
+
+    # ------------------------------------------------------------------ add / search
+    def add(self, embeddings, labels=None, payloads=None) -> Index:
+        """Adds embeddings `(N, D)` with optional labels `(N,)` and payloads (N items).
+
+        Labels and payloads must be given on every `add` call or on none of them.
+        Payloads must be JSON-serialisable (they are saved as JSON, never pickled).
+        Returns the index, so calls can be chained.
+        """
+        x = _as_matrix(embeddings, "embeddings")
+        n = x.shape[0]
+        if n == 0:
+            raise ValueError("Index.add: `embeddings` is empty (shape (0, D)).")
+        if self.dim is None:
+            self.dim = int(x.shape[1])
+        elif x.shape[1] != self.dim:
+            raise ValueError(
+                f"Index.add: `embeddings` dimension {x.shape[1]} does not match the "
+                f"index dimension {self.dim}."
+            )
+        first = self._size == 0
+        if labels is not None:
+            lab = _to_numpy(labels, "labels")
+            if lab.shape != (n,):
+                raise ValueError(
+                    f"Index.add: `labels` must have shape ({n},); received {lab.shape}."
+                )
+            if lab.dtype == object:
+                raise ValueError("Index.add: `labels` must be numbers or strings, not objects.")
+            if not first and self._labels is None:
+                raise ValueError("Index.add: the index has no labels; do not pass `labels` now.")
+        elif not first and self._labels is not None:
+            raise ValueError("Index.add: the index has labels; pass `labels` for new embeddings.")
+        if payloads is not None:
+            payloads = _check_payloads(payloads, n)
+            if not first and self._payloads is None:
+                raise ValueError(
+                    "Index.add: the index has no payloads; do not pass `payloads` now."
+                )
+        elif not first and self._payloads is not None:
+            raise ValueError(
+                "Index.add: the index has payloads; pass `payloads` for new embeddings."
+            )
+
+        if self.metric == "cosine":
+            x = _normalize(x)
+        if self.backend == "faiss":
+            self._faiss_add(x)
+        else:
+            self._chunks.append(x)
+        if labels is not None:
+            self._labels = (self._labels or []) + [lab]
+        if payloads is not None:
+            self._payloads = (self._payloads or []) + payloads
+        self._size += n
+        return self
+
+    def _faiss_add(self, x: np.ndarray) -> None:
+        faiss = _import_faiss()
+        if self._faiss is None:
+            faiss_metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+            self._faiss = faiss.index_factory(self.dim, self.faiss_factory, faiss_metric)
+        if not self._faiss.is_trained:
+            self._faiss.train(x)
+        self._faiss.add(x)
+
+    def search(self, queries, k: int = 10, exclude_self: bool = False) -> SearchResult:
+        """Returns the `k` nearest indexed embeddings of each query, best first.
+
+        Args:
+            queries: `(Q, D)` array or tensor (a single `(D,)` vector is accepted).
+            k: neighbours per query, `1 <= k <= len(index)`.
+            exclude_self: leave-one-out when the queries are the indexed embeddings in
+                insertion order (query `i` never returns index row `i`); exact backend
+                only, needs `k < len(index)`.
+
+        Returns:
+            `SearchResult(scores, indices, labels, payloads)`.
+        """
+        q = _to_numpy(queries, "queries")
+        if q.ndim == 1:
+            q = q[None, :]
+        q = _as_matrix(q, "queries")
+        if self._size == 0:
+            raise ValueError("Index.search: the index is empty; call `add` first.")
+        if q.shape[1] != self.dim:
+            raise ValueError(
+                f"Index.search: `queries` dimension {q.shape[1]} does not match the "
+                f"index dimension {self.dim}."
+            )
+        limit = self._size - 1 if exclude_self else self._size
+        if not isinstance(k, (int, np.integer)) or k < 1 or k > limit:
+            raise ValueError(
+                f"Index.search: `k` must be an int in [1, {limit}] (index size {self._size}"
+                f"{', minus the excluded self match' if exclude_self else ''}); received k={k!r}."
+            )
+        k = int(k)
+        if self.metric == "cosine":
+            q = _normalize(q)
+        if self.backend == "faiss":
+            if exclude_self:
+                raise ValueError(
+                    "Index.search: `exclude_self` is only supported by backend='exact'."
+                )
+            scores, idx = self._faiss.search(q, k)
+            scores = scores.astype(np.float32)
+            if self.metric == "l2":  # FAISS returns squared distances.
+                scores = np.sqrt(np.maximum(scores, 0.0))
+            idx = idx.astype(np.int64)
+        else:
+            if exclude_self and q.shape[0] != self._size:
+                raise ValueError(
+                    "Index.search: `exclude_self=True` needs one query per indexed embedding; "
+                    f"received {q.shape[0]} queries for an index of size {self._size}."
+                )
+            base = self._matrix()
+            scores, idx = exact_search(
+                q,
+                base,
+                k,
+                self.metric,
+                self.query_batch_size,
+                self.index_batch_size,
+                exclude_self=exclude_self,
+                base_sq_norms=self._sq_norms,
+            )
+        labels = self.labels
+        nb_labels = labels[np.maximum(idx, 0)] if labels is not None else None
+        nb_payloads = None
+        if self._payloads is not None:
+            nb_payloads = [[self._payloads[j] if j >= 0 else None for j in row] for row in idx]
+        return SearchResult(scores, idx, nb_labels, nb_payloads)
+
+    # ------------------------------------------------------------------ save / load
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "backend": self.backend,
+            "query_batch_size": self.query_batch_size,
+            "index_batch_size": self.index_batch_size,
+            "faiss_factory": self.faiss_factory,
+        }
+
+    def save(self, path: str) -> str:
+        """Saves to the directory `path`: `index.json` (config, payloads) + `arrays.npz`.
+
+        Nothing is pickled: arrays go to `.npz` (loaded with `allow_pickle=False`),
+        payloads to JSON. Returns `path`.
+        """
+        os.makedirs(path, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        if self.backend == "faiss":
+            if self._faiss is not None:
+                faiss = _import_faiss()
+                arrays["faiss_index"] = faiss.serialize_index(self._faiss)
+        else:
+            arrays["embeddings"] = self._matrix()
+        labels = self.labels
+        if labels is not None:
+            arrays["labels"] = labels
+        np.savez(os.path.join(path, "arrays.npz"), **arrays)
+        meta = {
+            "format": "tfcontrast.retrieval.Index",
+            "version": _FORMAT_VERSION,
+            "config": self.get_config(),
+            "dim": self.dim,
+            "size": self._size,
+            "has_labels": labels is not None,
+            "payloads": self._payloads,
+        }
+        with open(os.path.join(path, "index.json"), "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+        return path
+
+    @classmethod
+    def load(cls, path: str) -> Index:
+        """Loads an index written by `save`."""
+        meta_path = os.path.join(path, "index.json")
+        if not os.path.exists(meta_path):
+            raise ValueError(f"Index.load: no index.json in `path`={path!r}.")
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        if meta.get("format") != "tfcontrast.retrieval.Index":
+            raise ValueError(f"Index.load: {meta_path} is not a tfcontrast index.")
+        index = cls(**meta["config"])
+        index.dim = meta["dim"]
+        index._size = int(meta["size"])
+        with np.load(os.path.join(path, "arrays.npz"), allow_pickle=False) as data:
+            if index.backend == "faiss":
+                if "faiss_index" in data:
+                    faiss = _import_faiss()
+                    index._faiss = faiss.deserialize_index(data["faiss_index"])
+            elif index._size:
+                index._chunks = [np.ascontiguousarray(data["embeddings"], dtype=np.float32)]
+            if meta["has_labels"]:
+                index._labels = [data["labels"]]
+        index._payloads = meta["payloads"]
+        return index
+
+    def __repr__(self) -> str:
+        return (
+            f"Index(metric={self.metric!r}, backend={self.backend!r}, size={self._size}, "
+            f"dim={self.dim})"
+        )
