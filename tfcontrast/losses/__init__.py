@@ -6,6 +6,9 @@ Every loss returns per-example values so that Keras reduces them, applies
 
 from tfcontrast.losses.base import ContrastiveLossBase, MetricLoss
 from tfcontrast.losses.pairs import ContrastiveLoss, MiningLoss, TripletLoss
+from tfcontrast.losses.distillation import NegativeCosineSimilarity
+from tfcontrast.losses.memory import CrossBatchMemory
+from tfcontrast.losses.redundancy import BarlowTwinsLoss, VICRegLoss
 from tfcontrast.losses.structured import (
     CircleLoss,
     LiftedStructureLoss,
@@ -15,6 +18,10 @@ from tfcontrast.losses.structured import (
 )
 
 __all__ = [
+    "BarlowTwinsLoss",
+    "CrossBatchMemory",
+    "NegativeCosineSimilarity",
+    "VICRegLoss",
     "CircleLoss",
     "LiftedStructureLoss",
     "MultiSimilarityLoss",

@@ -1,0 +1,201 @@
+"""Cross-batch memory (XBM): past embeddings as extra references for a metric loss."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tfcontrast.losses.base import MetricLoss
+
+
+@keras.saving.register_keras_serializable(package="tfcontrast")
+class CrossBatchMemory(MetricLoss):
+    """Cross-batch memory for any metric loss (Wang et al., "Cross-Batch Memory for
+    Embedding Learning", CVPR 2020).
+
+    Keeps the embeddings and labels of the last `memory_size` examples in a ring buffer
+    of non-trainable variables. Each call compares the batch's anchors with the batch
+    (the global batch under `tf.distribute`) *and* the memory:
+
+        L_i = loss.compute(labels, x, [refs; memory_labels], [refs; memory_x], offset)_i
+
+    then enqueues the batch's references (gradients stopped: the memory holds constants,
+    as in the paper), overwriting the oldest entries once the memory is full. Memory
+    entries of an anchor's class are positives, the others negatives, exactly as batch
+    references are.
+
+    Only filled slots are used. Slots fill in order `0, 1, ...`, so the valid memory is
+    the prefix `[:count]` (never-filled slots are left out, neither positives nor
+    negatives). Until the memory is full that prefix grows from step to step: a dynamic
+    shape bounded by `memory_size`, which `tf.function` and XLA (`jit_compile=True`)
+    both compile.
+
+    Notes:
+        - The variables are created on the first call, or in `__init__` when
+          `embedding_dim` is given (do that inside `strategy.scope()` under
+          `tf.distribute`). They belong to the loss, not to the model: they are not saved
+          with it (the memory restarts empty), and on the JAX backend, where `fit` only
+          carries the model's state, the memory is not updated inside `fit`.
+        - The loss cannot tell training from evaluation: `evaluate` and validation
+          batches are enqueued too.
+        - The paper starts using the memory after a warm-up of plain batch training;
+          train with `loss` first and switch to `CrossBatchMemory(loss)` to do that.
+
+    Args:
+        loss: the wrapped `tfcontrast.losses.MetricLoss` (e.g. `ContrastiveLoss`,
+            `TripletLoss`, `MultiSimilarityLoss`).
+        memory_size: number of past embeddings kept (> 0).
+        embedding_dim: optional embedding size, to create the memory at construction.
+
+    Example:
+
+    ```python
+    loss = tfcontrast.losses.CrossBatchMemory(
+        tfcontrast.losses.ContrastiveLoss(margin=0.5), memory_size=4096)
+    model.compile(optimizer="adam", loss=loss)
+    model.fit(images, integer_labels, batch_size=64)
+    ```
+    """
+
+    labels = "required"
+    embedding_ranks = (2,)
+
+    def __init__(
+        self,
+        loss,
+        memory_size: int = 1024,
+        embedding_dim: int | None = None,
+        name: str = "cross_batch_memory",
+        **kwargs,
+    ):
+        owner = type(self).__name__
+        if isinstance(loss, dict):
+            loss = keras.saving.deserialize_keras_object(loss)
+        if not isinstance(loss, MetricLoss) or isinstance(loss, CrossBatchMemory):
+            raise ValueError(
+                f"{owner}: `loss` must be a tfcontrast.losses.MetricLoss (a supervised "
+                f"metric loss such as ContrastiveLoss or TripletLoss); received {loss!r}."
+            )
+        kwargs.pop("distance", None)
+        super().__init__(distance=loss.distance, name=name, **kwargs)
+        self.loss = loss
+        self.memory_size = _positive_int("memory_size", memory_size, owner)
+        self.embedding_dim = None
+        self.memory_embeddings = None
+        if embedding_dim is not None:
+            self._build(_positive_int("embedding_dim", embedding_dim, owner))
+
+    # -- ring buffer ------------------------------------------------------------------
+    # (A minimal ring buffer; `tfcontrast.layers.MemoryQueue` could replace it.)
+    def _build(self, embedding_dim: int):
+        self.embedding_dim = int(embedding_dim)
+        size = self.memory_size
+        # Every replica computes the same (gathered) update, so one copy is enough.
+        common = dict(trainable=False, aggregation="only_first_replica")
+        self.memory_embeddings = keras.Variable(
+            initializer="zeros",
+            shape=(size, self.embedding_dim),
+            dtype="float32",
+            name="memory_embeddings",
+            **common,
+        )
+        self.memory_labels = keras.Variable(
+            initializer="zeros", shape=(size,), dtype="int32", name="memory_labels", **common
+        )
+        # Number of filled slots (they are the prefix [:count]) and next slot to write.
+        self.memory_count = keras.Variable(0, dtype="int32", name="memory_count", **common)
+        self.memory_pointer = keras.Variable(0, dtype="int32", name="memory_pointer", **common)
+
+    def memory(self):
+        """The valid memory: `(labels (count,), embeddings (count, D))`."""
+        if self.memory_embeddings is None:
+            return None, None
+        count = self.memory_count.value
+        embeddings = self.memory_embeddings.value[:count]
+        labels = self.memory_labels.value[:count]
+        return labels, embeddings
+
+    def enqueue(self, labels, embeddings):
+        """Writes a batch into the memory, oldest entries first out."""
+        size = self.memory_size
+        embeddings = ops.stop_gradient(ops.cast(embeddings, "float32"))
+        labels = ops.cast(labels, "int32")
+        batch = ops.shape(embeddings)[0]
+        # A batch larger than the memory: only its last `size` rows survive.
+        kept_embeddings = embeddings[-size:]
+        kept_labels = labels[-size:]
+        kept = ops.shape(kept_embeddings)[0]
+        pointer = self.memory_pointer.value
+        slots = ops.mod(pointer + (batch - kept) + ops.arange(kept, dtype="int32"), size)
+        slots = slots[:, None]
+        self.memory_embeddings.assign(
+            ops.scatter_update(self.memory_embeddings.value, slots, kept_embeddings)
+        )
+        self.memory_labels.assign(ops.scatter_update(self.memory_labels.value, slots, kept_labels))
+        self.memory_pointer.assign(ops.mod(pointer + batch, size))
+        self.memory_count.assign(ops.minimum(self.memory_count.value + batch, size))
+
+    def reset(self):
+        """Empties the memory."""
+        if self.memory_embeddings is not None:
+            self.memory_count.assign(0)
+            self.memory_pointer.assign(0)
+
+    # -- loss -------------------------------------------------------------------------
+    def call(self, y_true, y_pred):
+        dim = y_pred.shape[-1]
+        if self.memory_embeddings is None:
+            if dim is None:
+                raise ValueError(
+                    f"{type(self).__name__}: the embedding size (last axis of `y_pred`) "
+                    "must be known, or pass `embedding_dim`."
+                )
+            self._build(dim)
+        elif dim is not None and dim != self.embedding_dim:
+            raise ValueError(
+                f"{type(self).__name__}: `y_pred` must have {self.embedding_dim} features "
+                f"like the memory; received shape {tuple(y_pred.shape)}."
+            )
+        ref_labels, ref_embeddings, offset = self.references(y_true, y_pred)
+        memory_labels, memory_embeddings = self.memory()
+        losses = self.compute(
+            y_true,
+            y_pred,
+            ops.concatenate([ref_labels, memory_labels], axis=0),
+            ops.concatenate([ref_embeddings, memory_embeddings], axis=0),
+            offset,
+        )
+        self.enqueue(ref_labels, ref_embeddings)
+        return losses
+
+    def compute(self, labels, embeddings, ref_labels, ref_embeddings, offset):
+        return self.loss.compute(labels, embeddings, ref_labels, ref_embeddings, offset)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("distance", None)
+        config.update(
+            loss=keras.saving.serialize_keras_object(self.loss),
+            memory_size=self.memory_size,
+            embedding_dim=self.embedding_dim,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
+        return cls(**config)
+
+
+def _positive_int(name: str, value, owner: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        try:
+            ok = int(value) == value and value > 0 and not isinstance(value, bool)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"{owner}: `{name}` must be a positive integer; received {name}={value!r}."
+            )
+    return int(value)

@@ -1,0 +1,234 @@
+"""Redundancy-reduction losses: VICReg and Barlow Twins.
+
+Both take `y_pred` of shape `(B, V, D)` (`V >= 2` views stacked on axis 1) and ignore
+labels (`y_true` may be `None`). With more than two views the two-view loss is averaged
+over every pair of views.
+
+Per-example output. Both objectives are built on *batch statistics* (variances,
+covariances, cross-correlations), while Keras wants one value per example so that it
+can reduce, weight and scale under `tf.distribute`. The per-example value is the part
+of the loss that belongs to one example (VICReg's invariance term) plus the batch term
+added as the same constant to every example, so that the mean over the batch of the
+per-example values equals the batch loss exactly.
+
+Global batch. The statistics are computed on the global batch, gathered across replicas
+by `tfcontrast.distribute.gather_references` (the local batch with one replica). Under a
+strategy with `R` replicas Keras multiplies each replica's mean by `1 / R` and sums the
+gradients of the replicas. The all-gather's gradient sums the upstream gradients of all
+replicas, so each replica's embeddings receive `R * (1 / R) = 1` times the gradient of
+the global statistic term: one replica or many give the same loss and gradients for the
+same global batch, with no extra scaling here.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import keras
+from keras import ops
+
+from tfcontrast.losses.base import ContrastiveLossBase, check_non_negative, check_positive
+
+
+def _global_views(y_pred):
+    """The views of the global batch, `(B_global, V, D)` (local batch on one replica)."""
+    from tfcontrast import distribute
+
+    _, gathered, _ = distribute.gather_references(None, y_pred)
+    return gathered
+
+
+def _view_pairs(num_views: int):
+    return list(itertools.combinations(range(num_views), 2))
+
+
+def _broadcast_to_batch(value, y_pred):
+    """`(B,)` copies of the scalar `value`: every example carries the batch term."""
+    return ops.zeros_like(y_pred[:, 0, 0]) + value
+
+
+def _off_diagonal_mask(y_pred):
+    """`(D, D)` float mask, 1 off the diagonal."""
+    dim = y_pred.shape[-1]
+    if dim is None:
+        dim = ops.shape(y_pred)[-1]
+    return 1.0 - ops.eye(dim, dtype="float32")
+
+
+def _num_views(y_pred, owner: str) -> int:
+    num_views = y_pred.shape[1]
+    if num_views is None:
+        raise ValueError(
+            f"{owner}: the number of views (axis 1 of `y_pred`) must be known statically; "
+            f"received shape {tuple(y_pred.shape)}."
+        )
+    return int(num_views)
+
+
+@keras.saving.register_keras_serializable(package="tfcontrast")
+class VICRegLoss(ContrastiveLossBase):
+    """Variance-Invariance-Covariance Regularization (Bardes, Ponce & LeCun, ICLR 2022).
+
+    For two views `Z, Z'` of a batch of `N` embeddings of dimension `D`:
+
+        s(Z, Z') = 1/N sum_b 1/D ||z_b - z'_b||^2                       (invariance)
+        v(Z)     = 1/D sum_j max(0, 1 - sqrt(Var(z_.j) + epsilon))      (variance)
+        c(Z)     = 1/D sum_{i != j} C(Z)_ij^2                            (covariance)
+        L(Z, Z') = lambda s(Z, Z') + mu (v(Z) + v(Z')) / 2 + nu (c(Z) + c(Z'))
+
+    with `Var` and `C(Z) = 1/(N-1) sum_b (z_b - mean)(z_b - mean)^T` the unbiased batch
+    variance and covariance (the authors' code: variance averaged over the two views,
+    covariance summed). With `V > 2` views, `L` is averaged over the `V (V - 1) / 2`
+    pairs of views.
+
+    The per-example value of example `b` is `lambda s_b` (its own invariance) plus the
+    variance and covariance terms as a constant, so Keras' mean over the batch is `L`.
+    Under `tf.distribute` the variance and covariance are statistics of the global batch
+    (see the module docstring).
+
+    Args:
+        invariance_weight: `lambda`, weight of the invariance (MSE) term (>= 0).
+        variance_weight: `mu`, weight of the variance hinge (>= 0).
+        covariance_weight: `nu`, weight of the covariance penalty (>= 0).
+        epsilon: added to the variance inside the square root (> 0); keeps the
+            gradient finite when a dimension collapses to a constant.
+
+    A weight of 0 switches its term off (the paper's ablations).
+
+    Example:
+
+    ```python
+    loss = tfcontrast.losses.VICRegLoss()
+    views = keras.ops.stack([projector(view_a), projector(view_b)], axis=1)  # (B, 2, D)
+    value = loss(None, views)
+    ```
+    """
+
+    labels = "ignored"
+    embedding_ranks = (3,)
+
+    def __init__(
+        self,
+        invariance_weight: float = 25.0,
+        variance_weight: float = 25.0,
+        covariance_weight: float = 1.0,
+        epsilon: float = 1e-4,
+        name: str = "vicreg_loss",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        owner = type(self).__name__
+        self.invariance_weight = check_non_negative("invariance_weight", invariance_weight, owner)
+        self.variance_weight = check_non_negative("variance_weight", variance_weight, owner)
+        self.covariance_weight = check_non_negative("covariance_weight", covariance_weight, owner)
+        self.epsilon = check_positive("epsilon", epsilon, owner)
+
+    def call(self, y_true, y_pred):
+        num_views = _num_views(y_pred, type(self).__name__)
+        pairs = _view_pairs(num_views)
+        dim = ops.cast(ops.shape(y_pred)[-1], "float32")
+
+        # Invariance: per example, averaged over pairs of views.
+        invariance = 0.0
+        for i, j in pairs:
+            invariance += ops.mean(ops.square(y_pred[:, i] - y_pred[:, j]), axis=-1)
+        invariance = invariance / len(pairs)
+
+        # Variance and covariance: statistics of the (global) batch, per view. Every view
+        # sits in V - 1 of the pairs, so averaging the pair losses weighs the views
+        # equally: mean_v v(Z_v) and 2 mean_v c(Z_v).
+        views = _global_views(y_pred)
+        count = ops.cast(ops.shape(views)[0], "float32")
+        centered = views - ops.mean(views, axis=0, keepdims=True)
+        # Unbiased, as in the paper; a batch of one gives zero variance, not NaN.
+        denom = ops.maximum(count - 1.0, 1.0)
+        variance = ops.sum(ops.square(centered), axis=0) / denom  # (V, D)
+        std = ops.sqrt(variance + self.epsilon)
+        variance_term = ops.mean(ops.relu(1.0 - std))  # mean over views and dimensions
+
+        per_view = ops.transpose(centered, (1, 0, 2))  # (V, N, D)
+        cov = ops.matmul(ops.transpose(per_view, (0, 2, 1)), per_view) / denom  # (V, D, D)
+        # Masked rather than "total minus diagonal": no cancellation in float32.
+        off_diagonal = ops.sum(ops.square(cov) * _off_diagonal_mask(y_pred), axis=(1, 2))
+        covariance_term = 2.0 * ops.mean(off_diagonal) / dim
+
+        batch_term = self.variance_weight * variance_term + self.covariance_weight * covariance_term
+        return self.invariance_weight * invariance + _broadcast_to_batch(batch_term, y_pred)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "invariance_weight": self.invariance_weight,
+            "variance_weight": self.variance_weight,
+            "covariance_weight": self.covariance_weight,
+            "epsilon": self.epsilon,
+        }
+
+
+@keras.saving.register_keras_serializable(package="tfcontrast")
+class BarlowTwinsLoss(ContrastiveLossBase):
+    """Barlow Twins redundancy reduction (Zbontar et al., ICML 2021).
+
+    Each view is batch-normalised along the batch, `zhat = (z - mean) / sqrt(Var + eps)`
+    with the biased batch variance (as the authors' `BatchNorm1d(affine=False)`), and the
+    cross-correlation of two views is `C_ij = 1/N sum_b zhat^A_bi zhat^B_bj` (`D x D`,
+    Pearson correlations up to `epsilon`). The loss is
+
+        L = sum_i (1 - C_ii)^2 + lambda sum_{i != j} C_ij^2
+
+    With `V > 2` views, `L` is averaged over the `V (V - 1) / 2` pairs of views. The loss
+    is the paper's equation (1) without the authors' optional `scale-loss` factor: scale
+    it with `compile(loss_weights=...)` if wanted.
+
+    Every example carries `L` as its per-example value, so Keras' mean over the batch is
+    `L`. Under `tf.distribute` the normalisation and `C` use the global batch (see the
+    module docstring).
+
+    Args:
+        lambda_: weight of the redundancy-reduction (off-diagonal) term (>= 0).
+        epsilon: added to the variance before the square root (> 0); a constant
+            dimension normalises to zero (no NaN).
+
+    Example:
+
+    ```python
+    loss = tfcontrast.losses.BarlowTwinsLoss(lambda_=5e-3)
+    value = loss(None, keras.ops.stack([z_a, z_b], axis=1))  # (B, 2, D)
+    ```
+    """
+
+    labels = "ignored"
+    embedding_ranks = (3,)
+
+    def __init__(
+        self,
+        lambda_: float = 5e-3,
+        epsilon: float = 1e-5,
+        name: str = "barlow_twins_loss",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        owner = type(self).__name__
+        self.lambda_ = check_non_negative("lambda_", lambda_, owner)
+        self.epsilon = check_positive("epsilon", epsilon, owner)
+
+    def call(self, y_true, y_pred):
+        num_views = _num_views(y_pred, type(self).__name__)
+        views = _global_views(y_pred)
+        count = ops.cast(ops.shape(views)[0], "float32")
+        centered = views - ops.mean(views, axis=0, keepdims=True)
+        variance = ops.mean(ops.square(centered), axis=0, keepdims=True)
+        normed = centered / ops.sqrt(variance + self.epsilon)  # (N, V, D)
+
+        off_mask = _off_diagonal_mask(y_pred)
+        total = 0.0
+        pairs = _view_pairs(num_views)
+        for i, j in pairs:
+            corr = ops.matmul(ops.transpose(normed[:, i]), normed[:, j]) / count  # (D, D)
+            on = ops.sum(ops.square(1.0 - ops.diagonal(corr)))
+            off = ops.sum(ops.square(corr) * off_mask)
+            total += on + self.lambda_ * off
+        return _broadcast_to_batch(total / len(pairs), y_pred)
+
+    def get_config(self):
+        return {**super().get_config(), "lambda_": self.lambda_, "epsilon": self.epsilon}
