@@ -1,3 +1,6 @@
 """Keras layers: projection / prediction heads, augmentation layers, memory queues."""
 
-__all__: list[str] = []
+from tfcontrast.layers.queue import MemoryQueue
+from tfcontrast.layers.scale import LogitScale
+
+__all__: list[str] = ["LogitScale", "MemoryQueue"]

@@ -9,6 +9,18 @@ from tfcontrast.losses.pairs import ContrastiveLoss, MiningLoss, TripletLoss
 from tfcontrast.losses.distillation import NegativeCosineSimilarity
 from tfcontrast.losses.memory import CrossBatchMemory
 from tfcontrast.losses.redundancy import BarlowTwinsLoss, VICRegLoss
+from tfcontrast.losses.infonce import (
+    CLIPLoss,
+    DCLLoss,
+    DCLWLoss,
+    InfoNCELoss,
+    MultiViewContrastiveLoss,
+    MutualInformationBound,
+    NCELoss,
+    NTXentLoss,
+    SigLIPLoss,
+    SupConLoss,
+)
 from tfcontrast.losses.structured import (
     CircleLoss,
     LiftedStructureLoss,
@@ -22,6 +34,16 @@ __all__ = [
     "CrossBatchMemory",
     "NegativeCosineSimilarity",
     "VICRegLoss",
+    "CLIPLoss",
+    "DCLLoss",
+    "DCLWLoss",
+    "InfoNCELoss",
+    "MultiViewContrastiveLoss",
+    "MutualInformationBound",
+    "NCELoss",
+    "NTXentLoss",
+    "SigLIPLoss",
+    "SupConLoss",
     "CircleLoss",
     "LiftedStructureLoss",
     "MultiSimilarityLoss",
