@@ -1,3 +1,7 @@
 """ContrastiveModel, its algorithms, heads and backbones."""
 
-__all__: list[str] = []
+from tfcontrast.models import algorithms, backbones
+from tfcontrast.models.algorithms import Algorithm
+from tfcontrast.models.contrastive_model import ContrastiveModel
+
+__all__ = ["Algorithm", "ContrastiveModel", "algorithms", "backbones"]

@@ -1,0 +1,201 @@
+"""ContrastiveModel: every algorithm through fit, serving, momentum, queue, saving, errors."""
+
+import logging
+
+import keras
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from tfcontrast.layers import PredictionHead, ProjectionHead
+from tfcontrast.models import ContrastiveModel, algorithms, backbones
+
+ALGORITHMS = ["simclr", "supcon", "moco_v2", "moco_v3", "byol", "simsiam", "vicreg", "barlow_twins"]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits()
+    x = (data.images / 16.0).astype("float32")[..., None]
+    return x[:128], data.target[:128].astype("int32")
+
+
+def augmentation():
+    return keras.Sequential(
+        [
+            keras.layers.RandomTranslation(0.15, 0.15, fill_mode="constant"),
+            keras.layers.GaussianNoise(0.1),
+        ]
+    )
+
+
+def make_model(algorithm, **kwargs):
+    keras.utils.set_random_seed(0)
+    algo = algorithms.get(algorithm)
+    if isinstance(algo, algorithms.MoCoV2):
+        algo = algorithms.MoCoV2(queue_size=64)
+    return ContrastiveModel(
+        backbones.small_convnet((8, 8, 1), width=8, output_dim=16),
+        projector=ProjectionHead((32,), 16),
+        predictor=PredictionHead(32, 16) if algo.uses_predictor else None,
+        algorithm=algo,
+        augmentation=kwargs.pop("augmentation", augmentation()),
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_every_algorithm_trains_with_fit(algorithm, digits):
+    x, y = digits
+    model = make_model(algorithm)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(x, y if algorithm == "supcon" else None, batch_size=32, epochs=2, verbose=0)
+    losses = history.history["loss"]
+    assert len(losses) == 2 and np.all(np.isfinite(losses))
+    embeddings = model.predict(x[:5], verbose=0)
+    np.testing.assert_allclose(
+        embeddings, model.backbone.predict(x[:5], verbose=0), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_call_serves_backbone_or_projector(digits):
+    x, _ = digits
+    model = make_model("simclr")
+    features = model.backbone(x[:4])
+    np.testing.assert_allclose(model(x[:4]), features, rtol=1e-6)
+    served = make_model("simclr", serve="projector")
+    np.testing.assert_allclose(
+        served(x[:4]), served.projector(served.backbone(x[:4])), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_training_on_ready_made_views_without_augmentation(digits):
+    x, _ = digits
+    views = np.stack([x, x + 0.05 * np.random.default_rng(0).normal(size=x.shape)], axis=1)
+    model = make_model("simclr", augmentation=None)
+    model.compile(optimizer="adam")
+    history = model.fit(views.astype("float32"), batch_size=32, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    outputs = model(views[:4].astype("float32"), training=True)
+    assert tuple(outputs["projection"].shape) == (4, 2, 16)
+
+
+def test_byol_target_is_an_exponential_moving_average(digits):
+    x, _ = digits
+    model = make_model("byol")
+    model.algorithm.momentum_base = model.algorithm.momentum_final = 0.75
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.build(x.shape)
+    pairs = [
+        (t, o) for t, o in zip(model.target_backbone.weights, model.backbone.weights) if o.trainable
+    ]
+    assert pairs and all(not t.trainable for t, _ in pairs)
+    # At the first step the target becomes a copy of the online network.
+    online_start = [o.numpy().copy() for _, o in pairs]
+    model.fit(x[:32], batch_size=32, epochs=1, verbose=0)
+    for (t, _), o_start in zip(pairs, online_start):
+        np.testing.assert_allclose(t.numpy(), o_start, rtol=1e-6, atol=1e-7)
+    for _ in range(2):
+        target_old = [t.numpy().copy() for t, _ in pairs]
+        online_old = [o.numpy().copy() for _, o in pairs]
+        model.fit(x[:32], batch_size=32, epochs=1, verbose=0)
+        # One step: the EMA runs on the online weights from before the gradient update.
+        for (t, _), t_old, o_old in zip(pairs, target_old, online_old):
+            np.testing.assert_allclose(t.numpy(), 0.75 * t_old + 0.25 * o_old, rtol=1e-4, atol=1e-6)
+    assert any(not np.allclose(o.numpy(), t.numpy()) for t, o in pairs)
+
+
+def test_moco_v2_enqueues_keys(digits):
+    x, _ = digits
+    model = make_model("moco_v2")
+    model.compile(optimizer="adam")
+    model.fit(x[:32], batch_size=16, epochs=1, verbose=0)
+    valid = np.asarray(model.queue.valid_mask())
+    assert valid.sum() == 32
+    keys = np.asarray(model.queue.values()[0])[valid.astype(bool)]
+    assert np.all(np.isfinite(keys)) and np.abs(keys).sum() > 0
+
+
+def test_keras_round_trip_restores_outputs_and_targets(tmp_path, digits):
+    x, _ = digits
+    model = make_model("byol")
+    model.compile(optimizer="adam")
+    model.fit(x[:64], batch_size=32, epochs=1, verbose=0)
+    path = tmp_path / "byol.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert isinstance(restored, ContrastiveModel)
+    assert restored.algorithm.name == "byol"
+    np.testing.assert_allclose(
+        restored.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), rtol=1e-5, atol=1e-5
+    )
+    for a, b in zip(restored.target_backbone.weights, model.target_backbone.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+
+
+class _StopAfter(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+def test_backup_and_restore_resumes_to_the_same_loss(tmp_path, digits):
+    x, _ = digits
+    views = np.stack([x, x[::-1]], axis=1)[:64]
+
+    def run(callbacks, epochs=3):
+        keras.utils.set_random_seed(1)
+        model = make_model("moco_v2", augmentation=None)
+        model.compile(optimizer=keras.optimizers.SGD(0.05))
+        return model.fit(
+            views, batch_size=32, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks
+        ).history["loss"]
+
+    uninterrupted = run([])
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run([backup, _StopAfter(2)])
+    resumed = run([keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+    assert len(resumed) == 1  # only the epoch that was lost is run again
+    np.testing.assert_allclose(resumed[0], uninterrupted[2], rtol=1e-4)
+
+
+def test_supcon_without_labels_raises(digits):
+    x, _ = digits
+    model = make_model("supcon")
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="needs labels"):
+        model.fit(x[:32], batch_size=32, epochs=1, verbose=0)
+
+
+def test_missing_predictor_is_built_and_logged(caplog):
+    with caplog.at_level(logging.INFO, logger="tfcontrast"):
+        model = ContrastiveModel(
+            backbones.small_convnet((8, 8, 1), width=8, output_dim=16),
+            projector=ProjectionHead((32,), 16),
+            algorithm="simsiam",
+        )
+    assert isinstance(model.predictor, PredictionHead)
+    assert "needs a predictor" in caplog.text
+
+
+def test_bad_inputs_raise_naming_the_argument(digits):
+    x, _ = digits
+    with pytest.raises(ValueError, match="algorithm"):
+        ContrastiveModel(backbones.small_convnet((8, 8, 1)), algorithm="nope")
+    with pytest.raises(ValueError, match="serve"):
+        ContrastiveModel(backbones.small_convnet((8, 8, 1)), serve="head")
+    feature_map = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3)])
+    model = ContrastiveModel(feature_map, projector=ProjectionHead((8,), 4))
+    with pytest.raises(ValueError, match="backbone"):
+        model.build((None, 8, 8, 1))
+    shapes = [keras.layers.Resizing(8, 8), keras.layers.Resizing(6, 6)]
+    model = make_model("simclr", augmentation=shapes)
+    with pytest.raises(ValueError, match="augmentation"):
+        model(x[:4], training=True)
+    with pytest.raises(ValueError, match="loss"):
+        make_model("simclr").compile(optimizer="adam", loss="mse")

@@ -1,0 +1,25 @@
+"""Algorithms that `ContrastiveModel` runs, one module each, registered by name."""
+
+from tfcontrast.models.algorithms.barlow_twins import BarlowTwins
+from tfcontrast.models.algorithms.base import Algorithm, get, names, register
+from tfcontrast.models.algorithms.byol import BYOL
+from tfcontrast.models.algorithms.moco import MoCoV2, MoCoV3
+from tfcontrast.models.algorithms.simclr import SimCLR
+from tfcontrast.models.algorithms.simsiam import SimSiam
+from tfcontrast.models.algorithms.supcon import SupCon
+from tfcontrast.models.algorithms.vicreg import VICReg
+
+__all__ = [
+    "Algorithm",
+    "BYOL",
+    "BarlowTwins",
+    "MoCoV2",
+    "MoCoV3",
+    "SimCLR",
+    "SimSiam",
+    "SupCon",
+    "VICReg",
+    "get",
+    "names",
+    "register",
+]

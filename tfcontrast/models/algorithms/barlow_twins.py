@@ -1,0 +1,27 @@
+"""Barlow Twins (Zbontar et al., ICML 2021)."""
+
+from __future__ import annotations
+
+from tfcontrast.layers.heads import ProjectionHead
+from tfcontrast.models.algorithms.base import Algorithm, register
+
+
+@register
+class BarlowTwins(Algorithm):
+    """Barlow Twins: the cross-correlation of the two views' projections is pushed to
+    the identity. Args: `lambda_` (5e-3). Projector: 3 layers of 8192.
+    """
+
+    name = "barlow_twins"
+
+    def __init__(self, lambda_: float = 5e-3):
+        super().__init__(lambda_=lambda_)
+        from tfcontrast.losses import BarlowTwinsLoss
+
+        self.loss = BarlowTwinsLoss(lambda_=lambda_)
+
+    def default_projector(self):
+        return ProjectionHead(hidden_dims=(8192, 8192), output_dim=8192)
+
+    def compute_loss(self, model, outputs, labels):
+        return self.loss(None, outputs["projection"])

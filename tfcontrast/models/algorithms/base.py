@@ -1,0 +1,107 @@
+"""The `Algorithm` interface that `ContrastiveModel` delegates to.
+
+An algorithm knows four things about a self-supervised method:
+
+- its default heads (`default_projector`, `default_predictor`), faithful to the paper;
+- whether it needs labels (SupCon), a predictor (BYOL, SimSiam, MoCo v3) or a momentum
+  target encoder (MoCo, BYOL), declared as class attributes;
+- the state it keeps on the model (a queue of keys for MoCo v2), created in `build`;
+- its loss, computed in `compute_loss` from the per-view outputs of the online network
+  (and the target network when it has one).
+
+`ContrastiveModel` does everything generic: making views, running the backbone and heads
+on every view, keeping the target network (`model.target_outputs`,
+`model.update_target`). Adding a method is adding one file with an `Algorithm` subclass
+registered under its name.
+"""
+
+from __future__ import annotations
+
+import keras
+
+_REGISTRY: dict[str, type[Algorithm]] = {}
+
+
+def register(cls):
+    """Class decorator: makes an algorithm available by its `name` and serializable."""
+    _REGISTRY[cls.name] = cls
+    return keras.saving.register_keras_serializable(package="tfcontrast")(cls)
+
+
+class Algorithm:
+    """Base class of self-supervised and supervised-contrastive algorithms.
+
+    Class attributes:
+        name: registry name, e.g. `"simclr"`.
+        needs_labels: `fit` must receive labels (SupCon).
+        uses_predictor: the online branch ends with a predictor head.
+        momentum_base: EMA momentum of the target network, or `None` for no target.
+        momentum_final: momentum reached at the end of training on a cosine schedule
+            (equal to `momentum_base` for a constant momentum).
+    """
+
+    name = ""
+    needs_labels = False
+    uses_predictor = False
+    momentum_base: float | None = None
+    momentum_final: float | None = None
+
+    def __init__(self, **loss_kwargs):
+        self.loss_kwargs = dict(loss_kwargs)
+
+    # -- heads ---------------------------------------------------------------------
+    def default_projector(self):
+        """The paper's projection head."""
+        raise NotImplementedError
+
+    def default_predictor(self):
+        """The paper's prediction head (`None` for methods without one)."""
+        return None
+
+    # -- state and loss ------------------------------------------------------------
+    def build(self, model, projection_dim: int):
+        """Creates state kept on `model` (tracked, saved, updated in-graph)."""
+
+    def compute_loss(self, model, outputs: dict, labels):
+        """Returns the scalar loss.
+
+        Args:
+            model: the `ContrastiveModel` (for its target network and state).
+            outputs: dict with `"views"` `(B, V, H, W, C)`, `"features"` `(B, V, F)`,
+                `"projection"` `(B, V, P)` and, with a predictor, `"prediction"`.
+            labels: int labels `(B,)` or `None`.
+        """
+        raise NotImplementedError
+
+    @property
+    def uses_target(self) -> bool:
+        return self.momentum_base is not None
+
+    def get_config(self) -> dict:
+        return dict(self.loss_kwargs)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.get_config()})"
+
+
+def names() -> list[str]:
+    """Registered algorithm names."""
+    return sorted(_REGISTRY)
+
+
+def get(identifier) -> Algorithm:
+    """Resolves an algorithm name, config dict or object."""
+    if isinstance(identifier, Algorithm):
+        return identifier
+    if isinstance(identifier, dict):
+        return keras.saving.deserialize_keras_object(identifier)
+    if isinstance(identifier, str) and identifier.lower() in _REGISTRY:
+        return _REGISTRY[identifier.lower()]()
+    raise ValueError(
+        f"Unknown `algorithm`: {identifier!r}. Expected one of {names()} or a "
+        "tfcontrast.models.algorithms.Algorithm instance."
+    )

@@ -1,0 +1,133 @@
+"""Training monitors for self-supervised runs: kNN accuracy and collapse.
+
+Both write their values into the epoch `logs`, so they appear in `History` and, when a
+`keras.callbacks.TensorBoard` comes after them in the callback list, in TensorBoard.
+
+Example:
+
+```python
+model.fit(images, epochs=100, callbacks=[
+    KNNMonitor(train_images, train_labels, val_images, val_labels, every=5),
+    CollapseMonitor(val_images),
+    keras.callbacks.TensorBoard("runs/simclr"),
+])
+```
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+def _embed(model, images, batch_size):
+    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), np.float64)
+
+
+def _normalize(x):
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def knn_top1(train_emb, train_labels, test_emb, test_labels, k=200, temperature=0.1):
+    """Top-1 accuracy of a temperature-weighted cosine kNN vote (InstDisc, lightly)."""
+    train_emb, test_emb = _normalize(train_emb), _normalize(test_emb)
+    train_labels = np.asarray(train_labels).astype(int)
+    classes = int(max(train_labels.max(), np.max(test_labels))) + 1
+    k = min(k, len(train_emb))
+    correct = 0
+    for start in range(0, len(test_emb), 1024):
+        sims = test_emb[start : start + 1024] @ train_emb.T
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        weights = np.exp(np.take_along_axis(sims, top, axis=1) / temperature)
+        votes = np.zeros((len(sims), classes))
+        np.add.at(votes, (np.arange(len(sims))[:, None], train_labels[top]), weights)
+        correct += int(np.sum(votes.argmax(1) == np.asarray(test_labels)[start : start + 1024]))
+    return correct / len(test_emb)
+
+
+def collapse_statistics(embeddings):
+    """`(std, effective_rank)` of a set of embeddings.
+
+    `std` is the mean per-dimension standard deviation of the L2-normalised embeddings:
+    about `1/sqrt(D)` for a healthy embedding, 0 for a collapsed one (SimSiam, Fig. 2).
+    `effective_rank` is `exp(entropy(singular values / sum))` of the centred embeddings
+    (Roy & Vetterli, 2007): between 1 (collapse to a line) and `D`.
+    """
+    z = _normalize(np.asarray(embeddings, np.float64))
+    std = float(np.mean(np.std(z, axis=0)))
+    s = np.linalg.svd(z - z.mean(axis=0), compute_uv=False)
+    total = s.sum()
+    if total <= 0:
+        return std, 1.0
+    p = s / total
+    p = p[p > 0]
+    return std, float(np.exp(-np.sum(p * np.log(p))))
+
+
+class KNNMonitor(keras.callbacks.Callback):
+    """Logs `knn_top1`: kNN accuracy of the served embedding on a held-out split.
+
+    Args:
+        train_images, train_labels: the labelled memory bank.
+        val_images, val_labels: the held-out queries.
+        k, temperature: kNN vote parameters (200, 0.1 as in InstDisc / lightly).
+        every: evaluate every `every` epochs (and at the last epoch).
+        name: the key written into the logs.
+    """
+
+    def __init__(
+        self,
+        train_images,
+        train_labels,
+        val_images,
+        val_labels,
+        k: int = 200,
+        temperature: float = 0.1,
+        every: int = 1,
+        batch_size: int = 512,
+        name: str = "knn_top1",
+    ):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"KNNMonitor: `every` must be >= 1; received {every}.")
+        self.data = (train_images, np.asarray(train_labels), val_images, np.asarray(val_labels))
+        self.k, self.temperature, self.every = k, temperature, every
+        self.batch_size, self.name = batch_size, name
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = self.params.get("epochs") if self.params else None
+        if (epoch + 1) % self.every and (last is None or epoch + 1 != last):
+            return
+        train_x, train_y, val_x, val_y = self.data
+        accuracy = knn_top1(
+            _embed(self.model, train_x, self.batch_size),
+            train_y,
+            _embed(self.model, val_x, self.batch_size),
+            val_y,
+            k=self.k,
+            temperature=self.temperature,
+        )
+        if logs is not None:
+            logs[self.name] = accuracy
+
+
+class CollapseMonitor(keras.callbacks.Callback):
+    """Logs `embedding_std` and `effective_rank` of the served embedding every epoch.
+
+    A falling std and an effective rank near 1 are the signature of representation
+    collapse (SimSiam without stop-gradient, BYOL without predictor).
+    """
+
+    def __init__(self, images, every: int = 1, batch_size: int = 512):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"CollapseMonitor: `every` must be >= 1; received {every}.")
+        self.images, self.every, self.batch_size = images, every, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        std, rank = collapse_statistics(_embed(self.model, self.images, self.batch_size))
+        if logs is not None:
+            logs["embedding_std"] = std
+            logs["effective_rank"] = rank

@@ -1,0 +1,416 @@
+"""`ContrastiveModel`: a backbone with projector and predictor heads, trained by `fit`.
+
+The model delegates what differs between methods to an algorithm object
+(`tfcontrast.models.algorithms`) and does the rest itself: it makes the views, runs the
+backbone and heads on all of them, keeps the momentum target network of MoCo and BYOL,
+and serves the embedding from `call`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+from keras import ops
+
+from tfcontrast.models.algorithms import base as algorithms_lib
+from tfcontrast.optimizers import cosine_momentum
+
+logger = logging.getLogger("tfcontrast")
+
+
+def _clone_frozen(layer, name):
+    """A non-trainable copy of `layer` with the same weights (for target networks)."""
+    try:
+        clone = (
+            keras.models.clone_model(layer)
+            if isinstance(layer, keras.Model)
+            else layer.__class__.from_config(layer.get_config())
+        )
+    except Exception as error:  # noqa: BLE001 - re-raised with the fix to apply
+        raise ValueError(
+            f"ContrastiveModel: cannot copy `{name}` for the momentum target network "
+            f"({error}). Use a Functional or Sequential backbone, or a layer with "
+            "`get_config`."
+        ) from error
+    return clone
+
+
+@keras.saving.register_keras_serializable(package="tfcontrast")
+class ContrastiveModel(keras.Model):
+    """A self-supervised (or supervised-contrastive) embedding model.
+
+    Trained with plain `compile` + `fit` on batches of images `(B, H, W, C)` (views are
+    made by `augmentation` inside the model) or of ready-made views `(B, V, H, W, C)`
+    (made upstream, e.g. by `tfcontrast.data.multiview`). Labels are optional, except for
+    `algorithm="supcon"`.
+
+    `call(images)` returns the representation to serve: the backbone's features by
+    default, or the projector's output with `serve="projector"`. During training on
+    views, `call` returns a dict of per-view outputs that `compute_loss` consumes.
+
+    Args:
+        backbone: a Keras model mapping images to feature vectors (e.g.
+            `tfcontrast.models.backbones.cifar_resnet18()` or any `keras.applications`
+            model with `include_top=False, pooling="avg"`).
+        projector: projection head; the algorithm's default when `None`.
+        predictor: prediction head; built by default for algorithms that need one.
+        algorithm: `"simclr"`, `"supcon"`, `"moco_v2"`, `"moco_v3"`, `"byol"`,
+            `"simsiam"`, `"vicreg"`, `"barlow_twins"` or an `Algorithm` object.
+        augmentation: a layer that augments a batch of images, applied once per view,
+            or a list of layers, one per view (asymmetric pairs such as BYOL's). `None`
+            when views come ready-made.
+        views: number of views made by `augmentation` (when it is a single layer).
+        serve: `"backbone"` or `"projector"`: what `call` returns for images.
+
+    Example:
+
+    ```python
+    from tfcontrast.models import ContrastiveModel, backbones
+    from tfcontrast.layers import ProjectionHead
+
+    model = ContrastiveModel(backbones.small_convnet((8, 8, 1)),
+                             projector=ProjectionHead((256,), 64),
+                             algorithm="simclr", augmentation=my_augmentation)
+    model.compile(optimizer="adam")
+    model.fit(images, epochs=50, batch_size=256)
+    embeddings = model.predict(images)          # backbone features
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone,
+        projector=None,
+        predictor=None,
+        algorithm="simclr",
+        augmentation=None,
+        views: int = 2,
+        serve: str = "backbone",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(backbone, keras.layers.Layer):
+            raise ValueError(
+                f"ContrastiveModel: `backbone` must be a Keras model or layer; received "
+                f"{type(backbone).__name__}."
+            )
+        if serve not in ("backbone", "projector"):
+            raise ValueError(
+                f"ContrastiveModel: `serve` must be 'backbone' or 'projector'; received {serve!r}."
+            )
+        self.algorithm = algorithms_lib.get(algorithm)
+        self.backbone = backbone
+        self.projector = projector if projector is not None else self.algorithm.default_projector()
+        if predictor is None and self.algorithm.uses_predictor:
+            predictor = self.algorithm.default_predictor()
+            logger.info(
+                "ContrastiveModel: %s needs a predictor; built the default %s.",
+                self.algorithm.name,
+                predictor.get_config(),
+            )
+        self.predictor = predictor if self.algorithm.uses_predictor else None
+        if predictor is not None and not self.algorithm.uses_predictor:
+            logger.warning(
+                "ContrastiveModel: %s does not use a predictor; ignoring it.", self.algorithm.name
+            )
+        if isinstance(augmentation, (list, tuple)):
+            if len(augmentation) < 2:
+                raise ValueError(
+                    "ContrastiveModel: a list `augmentation` needs one layer "
+                    f"per view (at least 2); received {len(augmentation)}."
+                )
+            views = len(augmentation)
+            augmentation = list(augmentation)
+        if int(views) < 2:
+            raise ValueError(f"ContrastiveModel: `views` must be >= 2; received {views}.")
+        self.augmentation = augmentation
+        self.views = int(views)
+        self.serve = serve
+        # Total optimisation steps, for momentum schedules; set by `fit` when it can.
+        self.total_steps = keras.Variable(0, dtype="int64", trainable=False, name="total_steps")
+        self.target_backbone = None
+        self.target_projector = None
+        self.target_initialized = None
+
+    # -- building ------------------------------------------------------------------
+    def build(self, input_shape):
+        image_shape = tuple(input_shape[-3:])
+        self._image_shape = image_shape
+        batch_shape = (None,) + image_shape
+        if not self.backbone.built:
+            self.backbone.build(batch_shape)
+        feature_shape = self._feature_shape(batch_shape)
+        if not self.projector.built:
+            self.projector.build(feature_shape)
+        projection_shape = self.projector.compute_output_shape(feature_shape)
+        if self.predictor is not None and not self.predictor.built:
+            self.predictor.build(projection_shape)
+        if self.algorithm.uses_target:
+            self.target_backbone = _clone_frozen(self.backbone, "backbone")
+            self.target_projector = _clone_frozen(self.projector, "projector")
+            self.target_backbone.build(batch_shape)
+            self.target_projector.build(feature_shape)
+            self.target_backbone.trainable = False
+            self.target_projector.trainable = False
+            # `build` may run while tracing, where weights cannot be copied; the copy
+            # happens in-graph at the first training step instead (see `target_outputs`).
+            self.target_initialized = keras.Variable(
+                False, dtype="bool", trainable=False, name="target_initialized"
+            )
+        self.algorithm.build(self, int(projection_shape[-1]))
+        self.built = True
+
+    def _feature_shape(self, batch_shape):
+        try:
+            shape = self.backbone.compute_output_shape(batch_shape)
+        except Exception as error:  # noqa: BLE001 - re-raised with the fix to apply
+            raise ValueError(
+                "ContrastiveModel: `backbone` has no defined output shape for input "
+                f"{batch_shape} ({error}). Give it a known input shape, e.g. "
+                "`keras.Input((32, 32, 3))`, or pass a built model."
+            ) from error
+        if len(shape) != 2 or shape[-1] is None:
+            raise ValueError(
+                "ContrastiveModel: `backbone` must output feature vectors (batch, dim); "
+                f"its output shape is {tuple(shape)}. Add pooling, e.g. "
+                "`keras.applications.ResNet50(include_top=False, pooling='avg')`."
+            )
+        return tuple(shape)
+
+    # -- forward -------------------------------------------------------------------
+    def embed(self, images, training=False):
+        """The served representation of a batch of images `(B, H, W, C)`."""
+        features = self.backbone(images, training=training)
+        if self.serve == "projector":
+            return self.projector(features, training=training)
+        return features
+
+    def make_views(self, images, training=True):
+        """Stacks augmented views of `images` on axis 1: `(B, V, H, W, C)`."""
+        if self.augmentation is None:
+            raise ValueError(
+                "ContrastiveModel: training data are single images (B, H, W, C) but the "
+                "model has no `augmentation`; pass `augmentation=` or feed views "
+                "(B, V, H, W, C), e.g. from `tfcontrast.data.multiview`."
+            )
+        layers = (
+            self.augmentation
+            if isinstance(self.augmentation, list)
+            else [self.augmentation] * self.views
+        )
+        views = [layer(images, training=training) for layer in layers]
+        shapes = {tuple(view.shape[1:]) for view in views}
+        if len(shapes) > 1:
+            raise ValueError(
+                "ContrastiveModel: every `augmentation` must produce views of one shape to "
+                f"be stacked; received shapes {sorted(shapes)}. Resize them to one size."
+            )
+        return ops.stack(views, axis=1)
+
+    def _encode_views(self, views, backbone, projector, training):
+        shape = ops.shape(views)
+        flat = ops.reshape(views, (-1,) + tuple(views.shape[2:]))
+        features = backbone(flat, training=training)
+        projection = projector(features, training=training)
+
+        def per_view(x):
+            return ops.reshape(x, (shape[0], shape[1], x.shape[-1]))
+
+        return per_view(features), per_view(projection)
+
+    def call(self, inputs, training=False):
+        rank = len(inputs.shape)
+        if rank not in (4, 5):
+            raise ValueError(
+                "ContrastiveModel: inputs must be images (B, H, W, C) or views "
+                f"(B, V, H, W, C); received shape {tuple(inputs.shape)}."
+            )
+        if rank == 4 and not (training and self.augmentation is not None):
+            return self.embed(inputs, training=training)
+        views = inputs if rank == 5 else self.make_views(inputs, training=training)
+        if views.shape[1] is not None and views.shape[1] < 2:
+            raise ValueError(
+                f"ContrastiveModel: at least 2 views are needed; received shape "
+                f"{tuple(views.shape)}."
+            )
+        features, projection = self._encode_views(views, self.backbone, self.projector, training)
+        outputs = {"views": views, "features": features, "projection": projection}
+        if self.predictor is not None:
+            flat = ops.reshape(projection, (-1, projection.shape[-1]))
+            prediction = self.predictor(flat, training=training)
+            outputs["prediction"] = ops.reshape(
+                prediction, (ops.shape(projection)[0], ops.shape(projection)[1], -1)
+            )
+        return outputs
+
+    # -- momentum target -----------------------------------------------------------
+    def _target_pairs(self):
+        return list(zip(self.target_backbone.weights, self.backbone.weights)) + list(
+            zip(self.target_projector.weights, self.projector.weights)
+        )
+
+    def target_outputs(self, views):
+        """Projections of `views` by the target network, without gradient.
+
+        At the first training step the target is first set to a copy of the online
+        network.
+        """
+        ready = self.target_initialized
+        for target, online in self._target_pairs():
+            target.assign(ops.where(ready, target, ops.cast(online, target.dtype)))
+        self.target_initialized.assign(True)
+        _, projection = self._encode_views(
+            views, self.target_backbone, self.target_projector, training=True
+        )
+        return ops.stop_gradient(projection)
+
+    def current_momentum(self):
+        """The EMA momentum at the current optimizer step."""
+        algo = self.algorithm
+        if algo.momentum_final is None or algo.momentum_final == algo.momentum_base:
+            return ops.convert_to_tensor(algo.momentum_base, "float32")
+        return cosine_momentum(
+            self.optimizer.iterations, self.total_steps, algo.momentum_base, algo.momentum_final
+        )
+
+    def update_target(self, momentum=None):
+        """`target <- m * target + (1 - m) * online`, in-graph, for every weight."""
+        m = self.current_momentum() if momentum is None else momentum
+        for target, online in self._target_pairs():
+            mm = ops.cast(m, target.dtype)
+            target.assign(mm * target + (1.0 - mm) * ops.cast(online, target.dtype))
+
+    # -- training ------------------------------------------------------------------
+    def compile(self, optimizer="adam", loss=None, **kwargs):
+        if loss is not None:
+            raise ValueError(
+                "ContrastiveModel.compile: the loss comes from `algorithm`; do not pass "
+                f"`loss` (received {loss!r}). Choose the method with `algorithm=`."
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not isinstance(y_pred, dict):
+            raise ValueError(
+                "ContrastiveModel: the loss needs views. Evaluate on views "
+                "(B, V, H, W, C) or train with an `augmentation`."
+            )
+        labels = None
+        if y is not None:
+            labels = ops.cast(ops.reshape(y, (-1,)), "int32")
+        elif self.algorithm.needs_labels:
+            raise ValueError(
+                f"ContrastiveModel: algorithm {self.algorithm.name!r} needs labels; call "
+                "`fit(x, y)` with integer class labels."
+            )
+        loss = self.algorithm.compute_loss(self, y_pred, labels)
+        for extra in self.losses:
+            loss = loss + self._aggregate_additional_loss(extra)
+        return loss
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        steps_per_epoch=None,
+        initial_epoch=0,
+        **kwargs,
+    ):
+        if not self.built:
+            # Build now (not while tracing the first step) so that callbacks such as
+            # `BackupAndRestore` can restore weights before training starts.
+            shape = self._input_shape_of(x)
+            if shape is not None:
+                self.build(shape)
+        total = self._count_steps(x, batch_size, epochs, steps_per_epoch)
+        if total:
+            self.total_steps.assign(total)
+        return super().fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            initial_epoch=initial_epoch,
+            **kwargs,
+        )
+
+    @staticmethod
+    def _input_shape_of(x):
+        """The shape of the inputs in `x` (array or dataset), when it is known."""
+        if hasattr(x, "shape"):
+            return tuple(x.shape)
+        spec = getattr(x, "element_spec", None)
+        if isinstance(spec, (tuple, list)):
+            spec = spec[0]
+        if spec is not None and hasattr(spec, "shape") and spec.shape.rank in (4, 5):
+            return tuple(spec.shape)
+        return None
+
+    @staticmethod
+    def _count_steps(x, batch_size, epochs, steps_per_epoch):
+        """Total training steps when they can be known before training, else 0."""
+        if steps_per_epoch:
+            return int(steps_per_epoch) * epochs
+        if hasattr(x, "shape") and x.shape[0] is not None:
+            return -(-int(x.shape[0]) // int(batch_size or 32)) * epochs
+        cardinality = getattr(x, "cardinality", None)
+        if cardinality is not None:
+            n = int(cardinality())
+            return n * epochs if n > 0 else 0
+        return 0
+
+    # -- saving --------------------------------------------------------------------
+    def get_build_config(self):
+        if not self.built:
+            return None
+        return {"input_shape": (None,) + tuple(self._image_shape)}
+
+    def build_from_config(self, config):
+        self.build(tuple(config["input_shape"]))
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def get_config(self):
+        config = super().get_config()
+        ser = keras.saving.serialize_keras_object
+        augmentation = self.augmentation
+        config.update(
+            {
+                "backbone": ser(self.backbone),
+                "projector": ser(self.projector),
+                "predictor": None if self.predictor is None else ser(self.predictor),
+                "algorithm": ser(self.algorithm),
+                "augmentation": None
+                if augmentation is None
+                else (
+                    [ser(a) for a in augmentation]
+                    if isinstance(augmentation, list)
+                    else ser(augmentation)
+                ),
+                "views": self.views,
+                "serve": self.serve,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        de = keras.saving.deserialize_keras_object
+        for key in ("backbone", "projector", "predictor", "algorithm"):
+            if config.get(key) is not None:
+                config[key] = de(config[key])
+        augmentation = config.get("augmentation")
+        if isinstance(augmentation, list):
+            config["augmentation"] = [de(a) for a in augmentation]
+        elif augmentation is not None:
+            config["augmentation"] = de(augmentation)
+        return cls(**config)
