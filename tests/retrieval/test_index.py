@@ -59,6 +59,19 @@ def test_exclude_self(rng):
     np.testing.assert_array_equal(idx, ref_i[:, 1:])
 
 
+def test_exclude_ids_for_a_subset_of_queries(rng):
+    base = rng.standard_normal((30, 4)).astype("float32")
+    index = Index(metric="l2", query_batch_size=2, index_batch_size=7).add(base)
+    picks = np.array([3, 17, 29])
+    _, idx, _, _ = index.search(base[picks], k=4, exclude_ids=picks)
+    _, ref_i = _brute(base[picks], base, 5, "l2")
+    np.testing.assert_array_equal(idx, ref_i[:, 1:])
+    _, idx, _, _ = index.search(base[:2], k=2, exclude_ids=[-1, 1])  # -1: exclude nothing
+    assert idx[0, 0] == 0 and 1 not in idx[1]
+    with pytest.raises(ValueError, match="exclude_ids"):
+        index.search(base[:2], k=2, exclude_ids=[1])
+
+
 def test_labels_and_payloads(rng):
     base = rng.standard_normal((20, 3)).astype("float32")
     labels = np.arange(20) % 4

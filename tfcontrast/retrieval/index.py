@@ -104,15 +104,16 @@ def exact_search(
     metric: str = "cosine",
     query_batch_size: int = 512,
     index_batch_size: int = 8192,
-    exclude_self: bool = False,
+    exclude: np.ndarray | None = None,
     base_sq_norms: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k of `queries` against `base` with bounded memory.
 
     Queries and `base` must already be float32 and, for cosine, L2-normalised. Returns
     `(scores, indices)` sorted best first, scores as documented in the module (for
-    `l2`, Euclidean distances). With `exclude_self`, query `i` never returns base
-    row `i` (leave-one-out on a set searched against itself).
+    `l2`, Euclidean distances). With `exclude` (`(Q,)` ints), query `i` never returns
+    base row `exclude[i]` (negative: nothing excluded), e.g. `exclude=np.arange(Q)` for
+    leave-one-out on a set searched against itself.
     """
     num_q, n = queries.shape[0], base.shape[0]
     out_scores = np.empty((num_q, k), dtype=np.float32)
@@ -130,10 +131,10 @@ def exact_search(
                 # Ranking by 2 q.b - |b|^2 is ranking by -|q - b|^2 (|q|^2 is constant).
                 s *= 2.0
                 s -= base_sq_norms[b0 : b0 + b.shape[0]][None, :]
-            if exclude_self:
+            if exclude is not None:
                 rows = np.arange(q.shape[0])
-                cols = rows + q0 - b0
-                ok = (cols >= 0) & (cols < b.shape[0])
+                cols = exclude[q0 : q0 + q.shape[0]] - b0
+                ok = (cols >= 0) & (cols < b.shape[0]) & (cols + b0 >= 0)
                 s[rows[ok], cols[ok]] = -np.inf
             vals, cols = _top_k_rows(s, min(k, s.shape[1]))
             run_s = np.concatenate([run_s, vals], axis=1)
@@ -355,15 +356,19 @@ class Index:
             self._faiss.train(x)
         self._faiss.add(x)
 
-    def search(self, queries, k: int = 10, exclude_self: bool = False) -> SearchResult:
+    def search(
+        self, queries, k: int = 10, exclude_self: bool = False, exclude_ids=None
+    ) -> SearchResult:
         """Returns the `k` nearest indexed embeddings of each query, best first.
 
         Args:
             queries: `(Q, D)` array or tensor (a single `(D,)` vector is accepted).
             k: neighbours per query, `1 <= k <= len(index)`.
-            exclude_self: leave-one-out when the queries are the indexed embeddings in
-                insertion order (query `i` never returns index row `i`); exact backend
-                only, needs `k < len(index)`.
+            exclude_self: leave-one-out when the queries are all the indexed
+                embeddings in insertion order (query `i` never returns index row `i`).
+            exclude_ids: `(Q,)` index positions, query `i` never returns row
+                `exclude_ids[i]` (negative: none), e.g. the positions of queries taken
+                from the index. Exclusion needs the exact backend and `k < len(index)`.
 
         Returns:
             `SearchResult(scores, indices, labels, payloads)`.
@@ -379,19 +384,40 @@ class Index:
                 f"Index.search: `queries` dimension {q.shape[1]} does not match the "
                 f"index dimension {self.dim}."
             )
-        limit = self._size - 1 if exclude_self else self._size
+        if exclude_self:
+            if exclude_ids is not None:
+                raise ValueError("Index.search: pass `exclude_self` or `exclude_ids`, not both.")
+            if q.shape[0] != self._size:
+                raise ValueError(
+                    "Index.search: `exclude_self=True` needs one query per indexed embedding; "
+                    f"received {q.shape[0]} queries for an index of size {self._size} (use "
+                    "`exclude_ids` for a subset)."
+                )
+            exclude_ids = np.arange(self._size)
+        if exclude_ids is not None:
+            exclude_ids = _to_numpy(exclude_ids, "exclude_ids")
+            if exclude_ids.shape != (q.shape[0],) or not np.issubdtype(
+                exclude_ids.dtype, np.integer
+            ):
+                raise ValueError(
+                    f"Index.search: `exclude_ids` must be {q.shape[0]} ints (one per query); "
+                    f"received shape {exclude_ids.shape}, dtype {exclude_ids.dtype}."
+                )
+            exclude_ids = exclude_ids.astype(np.int64)
+        excluding = exclude_ids is not None
+        limit = self._size - 1 if excluding else self._size
         if not isinstance(k, (int, np.integer)) or k < 1 or k > limit:
             raise ValueError(
                 f"Index.search: `k` must be an int in [1, {limit}] (index size {self._size}"
-                f"{', minus the excluded self match' if exclude_self else ''}); received k={k!r}."
+                f"{', minus the excluded match' if excluding else ''}); received k={k!r}."
             )
         k = int(k)
         if self.metric == "cosine":
             q = _normalize(q)
         if self.backend == "faiss":
-            if exclude_self:
+            if excluding:
                 raise ValueError(
-                    "Index.search: `exclude_self` is only supported by backend='exact'."
+                    "Index.search: `exclude_self` / `exclude_ids` need backend='exact'."
                 )
             scores, idx = self._faiss.search(q, k)
             scores = scores.astype(np.float32)
@@ -399,11 +425,6 @@ class Index:
                 scores = np.sqrt(np.maximum(scores, 0.0))
             idx = idx.astype(np.int64)
         else:
-            if exclude_self and q.shape[0] != self._size:
-                raise ValueError(
-                    "Index.search: `exclude_self=True` needs one query per indexed embedding; "
-                    f"received {q.shape[0]} queries for an index of size {self._size}."
-                )
             base = self._matrix()
             scores, idx = exact_search(
                 q,
@@ -412,7 +433,7 @@ class Index:
                 self.metric,
                 self.query_batch_size,
                 self.index_batch_size,
-                exclude_self=exclude_self,
+                exclude=exclude_ids,
                 base_sq_norms=self._sq_norms,
             )
         labels = self.labels

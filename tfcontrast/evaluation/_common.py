@@ -1,0 +1,72 @@
+"""Array helpers shared by the evaluation modules (NumPy in, NumPy out)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+_EPS = 1e-12
+
+
+def to_numpy(x, name: str) -> np.ndarray:
+    """Converts arrays, tensors (TF, JAX, torch) and lists to a NumPy array."""
+    if x is None:
+        raise ValueError(f"`{name}` must not be None.")
+    if not isinstance(x, np.ndarray):
+        if hasattr(x, "detach"):  # torch
+            x = x.detach().cpu()
+        if hasattr(x, "numpy"):
+            x = x.numpy()
+    return np.asarray(x)
+
+
+def as_embeddings(x, name: str) -> np.ndarray:
+    """A float32 `(N, D)` matrix; raises ValueError naming `name` otherwise."""
+    arr = to_numpy(x, name)
+    if arr.ndim != 2:
+        raise ValueError(f"`{name}` must have shape (N, D); received shape {arr.shape}.")
+    if arr.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty (shape {arr.shape}).")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"`{name}` must be numeric; received dtype {arr.dtype}.")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def as_labels(y, name: str, n: int) -> np.ndarray:
+    """A `(n,)` label vector (ints or strings; `(n, 1)` is flattened)."""
+    arr = to_numpy(y, name)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.shape != (n,):
+        raise ValueError(
+            f"`{name}` must have shape ({n},) to match the embeddings; received {arr.shape}."
+        )
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.equal(np.mod(arr, 1), 0)):
+            raise ValueError(f"`{name}` must hold class ids (ints or strings); received floats.")
+        arr = arr.astype(np.int64)
+    return arr
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    norms = np.sqrt(np.sum(x * x, axis=1, keepdims=True))
+    return x / np.maximum(norms, _EPS)
+
+
+def check_choice(name: str, value, choices, owner: str):
+    if value not in choices:
+        raise ValueError(
+            f"{owner}: `{name}` must be one of {list(choices)}; received {name}={value!r}."
+        )
+    return value
+
+
+def check_positive_int(name: str, value, owner: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{owner}: `{name}` must be a positive int; received {name}={value!r}.")
+    return int(value)
+
+
+def check_positive(name: str, value, owner: str) -> float:
+    if value is None or not float(value) > 0.0:
+        raise ValueError(f"{owner}: `{name}` must be > 0; received {name}={value!r}.")
+    return float(value)
