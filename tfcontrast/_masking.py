@@ -1,4 +1,7 @@
-"""Masked reductions and label masks shared by miners and losses (private)."""
+"""Masked reductions and label masks shared by miners and losses (private).
+
+Masks may be bool or float; they are cast to the dtype of the values.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ def pair_masks(labels, ref_labels, offset=0):
 
 def masked_mean(values, mask, axis=-1):
     """Mean of `values` where `mask` is 1; zero (not NaN) where the mask is empty."""
+    mask = ops.cast(mask, values.dtype)
     total = ops.sum(values * mask, axis=axis)
     count = ops.sum(mask, axis=axis)
     return ops.where(count > 0, total / ops.maximum(count, 1.0), ops.zeros_like(total))
@@ -35,17 +39,20 @@ def masked_mean(values, mask, axis=-1):
 
 def masked_max(values, mask, axis=-1):
     """Max of `values` over `mask`; values outside the mask never win."""
+    mask = ops.cast(mask, values.dtype)
     low = ops.stop_gradient(ops.min(values, axis=axis, keepdims=True)) - 1.0
     return ops.max(ops.where(mask > 0, values, low), axis=axis)
 
 
 def masked_min(values, mask, axis=-1):
     """Min of `values` over `mask`; values outside the mask never win."""
+    mask = ops.cast(mask, values.dtype)
     high = ops.stop_gradient(ops.max(values, axis=axis, keepdims=True)) + 1.0
     return ops.min(ops.where(mask > 0, values, high), axis=axis)
 
 
 def masked_logsumexp(values, mask, axis=-1):
     """`log sum exp(values)` over `mask`; a large negative number where it is empty."""
+    mask = ops.cast(mask, values.dtype)
     neg = ops.full_like(values, -1e9)
     return ops.logsumexp(ops.where(mask > 0, values, neg), axis=axis)
