@@ -10,5 +10,6 @@ The public surface is organised in submodules:
 __version__ = "0.1.0"
 
 from tfcontrast import distances, losses, miners  # noqa: E402
+from tfcontrast import evaluation, retrieval  # noqa: E402
 
-__all__ = ["__version__", "distances", "losses", "miners"]
+__all__ = ["__version__", "distances", "evaluation", "losses", "miners", "retrieval"]
