@@ -2,16 +2,8 @@
 
 import keras
 import numpy as np
-from sklearn.neighbors import KNeighborsClassifier
 
-from tfcontrast.models.callbacks import CollapseMonitor, KNNMonitor, collapse_statistics, knn_top1
-
-
-def test_knn_top1_matches_an_unweighted_vote_for_k1(rng):
-    train, test = rng.normal(size=(60, 5)), rng.normal(size=(20, 5))
-    train_y, test_y = rng.integers(0, 3, 60), rng.integers(0, 3, 20)
-    reference = KNeighborsClassifier(1, metric="cosine").fit(train, train_y).score(test, test_y)
-    assert knn_top1(train, train_y, test, test_y, k=1) == reference
+from tfcontrast.models.callbacks import CollapseMonitor, KNNMonitor, collapse_statistics
 
 
 def test_collapse_statistics_detect_collapse(rng):

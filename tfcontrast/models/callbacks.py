@@ -19,6 +19,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tfcontrast.evaluation.knn import knn_accuracy
+
 
 def _embed(model, images, batch_size):
     return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), np.float64)
@@ -26,23 +28,6 @@ def _embed(model, images, batch_size):
 
 def _normalize(x):
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def knn_top1(train_emb, train_labels, test_emb, test_labels, k=200, temperature=0.1):
-    """Top-1 accuracy of a temperature-weighted cosine kNN vote (InstDisc, lightly)."""
-    train_emb, test_emb = _normalize(train_emb), _normalize(test_emb)
-    train_labels = np.asarray(train_labels).astype(int)
-    classes = int(max(train_labels.max(), np.max(test_labels))) + 1
-    k = min(k, len(train_emb))
-    correct = 0
-    for start in range(0, len(test_emb), 1024):
-        sims = test_emb[start : start + 1024] @ train_emb.T
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        weights = np.exp(np.take_along_axis(sims, top, axis=1) / temperature)
-        votes = np.zeros((len(sims), classes))
-        np.add.at(votes, (np.arange(len(sims))[:, None], train_labels[top]), weights)
-        correct += int(np.sum(votes.argmax(1) == np.asarray(test_labels)[start : start + 1024]))
-    return correct / len(test_emb)
 
 
 def collapse_statistics(embeddings):
@@ -99,7 +84,7 @@ class KNNMonitor(keras.callbacks.Callback):
         if (epoch + 1) % self.every and (last is None or epoch + 1 != last):
             return
         train_x, train_y, val_x, val_y = self.data
-        accuracy = knn_top1(
+        accuracy = knn_accuracy(
             _embed(self.model, train_x, self.batch_size),
             train_y,
             _embed(self.model, val_x, self.batch_size),
