@@ -9,7 +9,7 @@ The public surface is organised in submodules:
 
 __version__ = "0.1.0"
 
-from tfcontrast import distances, losses, miners  # noqa: E402
+from tfcontrast import data, distances, losses, miners  # noqa: E402
 from tfcontrast import evaluation, retrieval  # noqa: E402
 
-__all__ = ["__version__", "distances", "evaluation", "losses", "miners", "retrieval"]
+__all__ = ["__version__", "data", "distances", "evaluation", "losses", "miners", "retrieval"]

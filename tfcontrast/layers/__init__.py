@@ -1,7 +1,37 @@
 """Keras layers: projection / prediction heads, augmentation layers, memory queues."""
 
+from tfcontrast.layers.augmentation import (
+    ColorJitter,
+    GaussianBlur,
+    RandomGaussianNoise,
+    RandomGrayscale,
+    RandomResizedCrop,
+    Solarize,
+    ViewAugmenter,
+    byol_augmentation,
+    cifar_augmentation,
+    digits_augmentation,
+    multi_crop_augmentation,
+    simclr_augmentation,
+    weak_strong_augmentation,
+)
 from tfcontrast.layers.heads import PredictionHead, ProjectionHead
 from tfcontrast.layers.queue import MemoryQueue
 from tfcontrast.layers.scale import LogitScale
 
 __all__: list[str] = ["LogitScale", "MemoryQueue", "PredictionHead", "ProjectionHead"]
+__all__ += [
+    "ColorJitter",
+    "GaussianBlur",
+    "RandomGaussianNoise",
+    "RandomGrayscale",
+    "RandomResizedCrop",
+    "Solarize",
+    "ViewAugmenter",
+    "byol_augmentation",
+    "cifar_augmentation",
+    "digits_augmentation",
+    "multi_crop_augmentation",
+    "simclr_augmentation",
+    "weak_strong_augmentation",
+]

@@ -1,0 +1,338 @@
+"""Loaders: tfds names, image folders, NumPy arrays and `.npz` files -> `tf.data`.
+
+Every loader returns an *unbatched* `tf.data.Dataset` whose elements are
+`(image, label)` (or `image` alone when there are no labels), with images float32 in
+[0, 1] of shape `(H, W, C)` and labels int32. Feed it to `tfcontrast.data.multiview` or
+`tfcontrast.data.class_balanced`, or batch it yourself.
+
+This module is TensorFlow only (`tf.data`, `tf.io`); it is imported lazily by
+`tfcontrast.data`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+
+logger = logging.getLogger("tfcontrast.data")
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+# File signatures: a file with an image extension but another signature is skipped.
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+
+
+def _size_pair(image_size, owner):
+    if image_size is None:
+        return None
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    try:
+        h, w = (int(v) for v in image_size)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{owner}: `image_size` must be an int or (height, width); received "
+            f"image_size={image_size!r}."
+        ) from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"{owner}: `image_size` must be positive; received {image_size!r}.")
+    return (h, w)
+
+
+def images_to_float(x, owner: str = "from_arrays", name: str = "x") -> np.ndarray:
+    """NumPy images -> float32 `(N, H, W, C)` in [0, 1] (integers are divided by 255)."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ValueError(
+            f"{owner}: `{name}` must have shape (N, H, W) or (N, H, W, C); received shape {x.shape}."
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{owner}: `{name}` is empty.")
+    if np.issubdtype(x.dtype, np.integer):
+        return (x.astype(np.float32) / 255.0).astype(np.float32)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{owner}: `{name}` must hold numbers; received dtype {x.dtype}.")
+    x = x.astype(np.float32)
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0 + 1e-6:
+        raise ValueError(
+            f"{owner}: float images in `{name}` must be in [0, 1]; received values in "
+            f"[{lo:g}, {hi:g}]. Divide by the maximum (e.g. x / {hi:g}) or pass uint8 images."
+        )
+    return x
+
+
+def labels_to_int(y, n: int, owner: str, name: str = "y") -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(
+            f"{owner}: `{name}` must have shape ({n},) to match the images; received shape {y.shape}."
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.all(np.equal(np.mod(y, 1), 0)):
+            y = y.astype(np.int64)
+        else:
+            raise ValueError(
+                f"{owner}: `{name}` must hold integer labels; received dtype {y.dtype}."
+            )
+    return y.astype(np.int32)
+
+
+def from_arrays(x, y=None) -> tf.data.Dataset:
+    """Dataset of `(image, label)` (or `image`) from NumPy arrays.
+
+    Args:
+        x: images `(N, H, W)` or `(N, H, W, C)`: integers (divided by 255) or floats in
+            [0, 1].
+        y: optional integer labels `(N,)`.
+
+    Returns:
+        An unbatched `tf.data.Dataset`.
+
+    Example:
+
+    ```python
+    digits = sklearn.datasets.load_digits()
+    ds = tfcontrast.data.from_arrays(digits.images / 16.0, digits.target)
+    ```
+    """
+    x = images_to_float(x)
+    if y is None:
+        return tf.data.Dataset.from_tensor_slices(x)
+    y = labels_to_int(y, x.shape[0], "from_arrays")
+    return tf.data.Dataset.from_tensor_slices((x, y))
+
+
+def from_npz(path: str, x_key: str = "x", y_key: str = "y") -> tf.data.Dataset:
+    """Dataset from an `.npz` file holding images under `x_key` and optional labels `y_key`.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: the file has no `x_key` array, or the arrays are malformed.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"from_npz: no such file: {path!r}.")
+    with np.load(path, allow_pickle=False) as data:
+        if x_key not in data:
+            raise ValueError(
+                f"from_npz: {path!r} has no array {x_key!r} (`x_key`); it holds {sorted(data.files)}."
+            )
+        x = data[x_key]
+        y = data[y_key] if y_key in data else None
+    return from_arrays(x, y)
+
+
+def from_tfds(
+    name: str,
+    split: str = "train",
+    data_dir: str | None = None,
+    image_key: str = "image",
+    label_key: str | None = "label",
+    download: bool = True,
+    image_size=None,
+    **load_kwargs,
+) -> tf.data.Dataset:
+    """Dataset from `tensorflow-datasets`, as `(image, label)` float/int32 pairs.
+
+    `data_dir` is passed to `tfds.load` unchanged, so a dataset already prepared there is
+    read without downloading (None uses tfds' default, `~/tensorflow_datasets` or
+    `$TFDS_DATA_DIR`).
+
+    Args:
+        name: tfds name, e.g. `"cifar10"`.
+        split: split expression, e.g. `"train[:10%]"`.
+        data_dir: directory of prepared tfds data.
+        image_key: feature holding the image.
+        label_key: feature holding the label; None (or absent from the dataset) gives
+            images only.
+        download: let tfds download and prepare the data when missing.
+        image_size: optional `(height, width)` to resize to (needed for datasets whose
+            images differ in size before batching).
+        **load_kwargs: passed on to `tfds.load`.
+
+    Example:
+
+    ```python
+    ds = tfcontrast.data.from_tfds("cifar10", split="train", data_dir="/data/tfds")
+    ```
+    """
+    import tensorflow_datasets as tfds
+
+    ds = tfds.load(name, split=split, data_dir=data_dir, download=download, **load_kwargs)
+    spec = ds.element_spec
+    if not isinstance(spec, dict) or image_key not in spec:
+        keys = sorted(spec) if isinstance(spec, dict) else spec
+        raise ValueError(
+            f"from_tfds: {name!r} has no feature {image_key!r} (`image_key`); features: {keys}."
+        )
+    has_label = label_key is not None and label_key in spec
+    size = _size_pair(image_size, "from_tfds")
+
+    def convert(example):
+        image = _to_unit_float(example[image_key])
+        if size is not None:
+            image = tf.image.resize(image, size, antialias=True)
+        if has_label:
+            return image, tf.cast(example[label_key], tf.int32)
+        return image
+
+    return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _to_unit_float(image):
+    if image.dtype.is_integer:
+        return tf.cast(image, tf.float32) / 255.0
+    return tf.cast(image, tf.float32)
+
+
+def _is_image_file(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return any(head.startswith(m) for m in _MAGIC)
+
+
+def _probe_size(path: str):
+    """(height, width) read from the image header, or None if unreadable."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            w, h = im.size
+        return (h, w)
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001 - any decoding problem means unreadable
+        return None
+    try:
+        shape = tf.io.decode_image(tf.io.read_file(path), expand_animations=False).shape
+        return (int(shape[0]), int(shape[1]))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def from_folder(
+    path: str,
+    image_size=None,
+    channels: int = 3,
+) -> tf.data.Dataset:
+    """Dataset from an image folder with one subfolder per class.
+
+    ```
+    path/
+      cat/ a.png b.jpg ...
+      dog/ c.jpeg ...
+    ```
+
+    Classes are the subfolder names in sorted order (labels 0, 1, ...); the returned
+    dataset carries them as `dataset.class_names`, like Keras'
+    `image_dataset_from_directory`. Images are PNG, JPEG, GIF (first frame) or BMP,
+    decoded to `channels` channels and float32 in [0, 1].
+
+    Files that are not images (another extension, or an image extension without an image
+    signature, e.g. a truncated download) are **skipped**, and their count is logged as a
+    warning on the `tfcontrast.data` logger with a few example paths. When `image_size`
+    is None, every header is read to check the images share one size (mixed sizes raise
+    a ValueError naming `image_size`), and headers that cannot be parsed are skipped and
+    counted the same way. A file that passes these checks but fails to decode later is
+    dropped by `tf.data` (`ignore_errors`, logged by TensorFlow).
+
+    Args:
+        path: root folder.
+        image_size: `(height, width)` (or int) to resize every image to; required when
+            the images differ in size.
+        channels: 1 (grayscale) or 3 (RGB).
+
+    Raises:
+        FileNotFoundError: `path` does not exist or is not a folder.
+        ValueError: `path` has no class subfolders, a class folder has no images, or the
+            images differ in size and `image_size` is None.
+
+    Example:
+
+    ```python
+    ds = tfcontrast.data.from_folder("flowers/", image_size=(96, 96))
+    print(ds.class_names)
+    ```
+    """
+    path = os.fspath(path)
+    if channels not in (1, 3):
+        raise ValueError(f"from_folder: `channels` must be 1 or 3; received channels={channels!r}.")
+    size = _size_pair(image_size, "from_folder")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"from_folder: no such folder: {path!r}.")
+    class_names = sorted(
+        d
+        for d in os.listdir(path)
+        if os.path.isdir(os.path.join(path, d)) and not d.startswith(".")
+    )
+    if not class_names:
+        raise ValueError(
+            f"from_folder: {path!r} has no class subfolders; expected one subfolder per class "
+            "(path/<class>/<image files>)."
+        )
+    files, labels, skipped = [], [], []
+    sizes = {}
+    for label, name in enumerate(class_names):
+        folder = os.path.join(path, name)
+        found = 0
+        for fname in sorted(os.listdir(folder)):
+            fpath = os.path.join(folder, fname)
+            if not os.path.isfile(fpath) or fname.startswith("."):
+                continue
+            ok = fname.lower().endswith(IMAGE_EXTENSIONS) and _is_image_file(fpath)
+            if ok and size is None:
+                probed = _probe_size(fpath)
+                ok = probed is not None
+                if ok:
+                    sizes.setdefault(probed, fpath)
+            if not ok:
+                skipped.append(fpath)
+                continue
+            files.append(fpath)
+            labels.append(label)
+            found += 1
+        if found == 0:
+            raise ValueError(f"from_folder: class folder {folder!r} holds no readable images.")
+    if skipped:
+        logger.warning(
+            "from_folder: skipped %d file(s) in %r that are not readable images, e.g. %s",
+            len(skipped),
+            path,
+            skipped[:3],
+        )
+    if size is None and len(sizes) > 1:
+        examples = ", ".join(f"{p!r} is {h}x{w}" for (h, w), p in list(sizes.items())[:2])
+        raise ValueError(
+            f"from_folder: images in {path!r} have {len(sizes)} different sizes ({examples}); "
+            "pass `image_size=(height, width)` to resize them."
+        )
+    static = size if size is not None else next(iter(sizes))
+
+    def load(fpath, label):
+        raw = tf.io.read_file(fpath)
+        image = tf.io.decode_image(raw, channels=channels, expand_animations=False)
+        image = tf.cast(image, tf.float32) / 255.0
+        if size is not None:
+            image = tf.image.resize(image, size, antialias=True)
+            image = tf.clip_by_value(image, 0.0, 1.0)
+        image = tf.ensure_shape(image, (*static, channels))
+        return image, label
+
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(files), tf.constant(labels, dtype=tf.int32))
+    )
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
+    ds.class_names = class_names
+    ds.skipped_files = skipped
+    return ds
+
+
+__all__ = ["from_arrays", "from_npz", "from_tfds", "from_folder"]
