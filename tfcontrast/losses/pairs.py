@@ -59,7 +59,8 @@ class ContrastiveLoss(MiningLoss):
         L_i = mean_{p in P(i)} d(i, p)^2 + mean_{n in N(i)} max(0, margin - d(i, n))^2
 
     Positives are pulled together, negatives pushed at least `margin` apart. A missing
-    positive or negative set contributes 0.
+    positive or negative set contributes 0. `d` must be a distance: similarities such as
+    `"dot"` are rejected (`d = -s` would make `d^2` pull positives to `s = 0`).
 
     Args:
         margin: the distance beyond which negatives cost nothing (> 0).
@@ -78,6 +79,14 @@ class ContrastiveLoss(MiningLoss):
                  name="contrastive_loss", **kwargs):
         super().__init__(distance=distance, miner=miner, name=name, **kwargs)
         self.margin = check_positive("margin", margin, type(self).__name__)
+        if self.distance.higher_is_closer:
+            # With a similarity s the "distance" is -s, and d^2 = s^2 would pull
+            # positives towards orthogonality instead of together.
+            raise ValueError(
+                f"{type(self).__name__}: `distance` must be a distance (smaller is closer), "
+                f"not the similarity {self.distance.name!r}; use 'cosine', or 'euclidean' "
+                "on L2-normalised embeddings."
+            )
 
     def compute(self, labels, embeddings, ref_labels, ref_embeddings, offset):
         matrix, pairs = self.mined_pairs(labels, embeddings, ref_labels, ref_embeddings, offset)
