@@ -1,0 +1,275 @@
+"""Tests of the loss base classes (losses/base.py) and the masked reductions (_masking.py)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from tests import reference
+from tfcontrast import _masking
+from tfcontrast.losses import base
+from tfcontrast.losses.base import ContrastiveLossBase, MetricLoss
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+class _ViewsLoss(ContrastiveLossBase):
+    """Labels ignored, views (B, V, D): per-example sum of squares. Records its inputs."""
+
+    labels = "ignored"
+    embedding_ranks = (3,)
+
+    def call(self, y_true, y_pred):
+        self.seen = (y_true, y_pred)
+        return ops.sum(ops.square(y_pred), axis=(1, 2))
+
+
+class _OptionalLoss(ContrastiveLossBase):
+    labels = "optional"
+    embedding_ranks = (2, 3)
+
+    def call(self, y_true, y_pred):
+        self.seen = (y_true, y_pred)
+        return ops.sum(ops.reshape(y_pred, (ops.shape(y_pred)[0], -1)), axis=1)
+
+
+class _MeanPositiveDistance(MetricLoss):
+    """Mean distance from each anchor to its positives (0 when it has none)."""
+
+    def compute(self, labels, embeddings, ref_labels, ref_embeddings, offset):
+        self.seen_offset = offset
+        matrix = self.distance.to_distance(self.distance(embeddings, ref_embeddings))
+        positive, _ = _masking.pair_masks(labels, ref_labels, offset)
+        return _masking.masked_mean(matrix, positive)
+
+
+# -- argument checks ------------------------------------------------------------------
+def test_check_helpers():
+    assert base.check_positive("margin", 2, "Owner") == 2.0
+    for bad in (0, -1.0, None, float("nan")):
+        with pytest.raises(ValueError, match=r"Owner: `margin` must be > 0"):
+            base.check_positive("margin", bad, "Owner")
+    assert base.check_non_negative("epsilon", 0, "Owner") == 0.0
+    for bad in (-1e-3, None, float("nan")):
+        with pytest.raises(ValueError, match=r"Owner: `epsilon` must be >= 0"):
+            base.check_non_negative("epsilon", bad, "Owner")
+    assert base.check_choice("mode", "a", ("a", "b"), "Owner") == "a"
+    with pytest.raises(ValueError, match=r"Owner: `mode` must be one of \['a', 'b'\]"):
+        base.check_choice("mode", "c", ("b", "a"), "Owner")
+
+
+# -- labels ---------------------------------------------------------------------------
+def test_ignored_labels_accept_none(rng):
+    views = rng.normal(size=(4, 2, 3)).astype("float32")
+    loss = _ViewsLoss(reduction=None)
+    out = _np(loss(None, views))
+    np.testing.assert_allclose(out, np.sum(views.astype("float64") ** 2, axis=(1, 2)), rtol=1e-6)
+    # Labels that are given anyway are ignored, even float ones.
+    loss(np.zeros(4, "float32"), views)
+    assert loss.seen[0] is None
+
+
+def test_optional_labels(rng):
+    emb = rng.normal(size=(4, 3)).astype("float32")
+    loss = _OptionalLoss()
+    loss(None, emb)
+    assert loss.seen[0] is None
+    loss(np.array([1, 2, 3, 4], "uint8"), emb)
+    assert keras.backend.standardize_dtype(loss.seen[0].dtype) == "int32"
+    np.testing.assert_array_equal(_np(loss.seen[0]), [1, 2, 3, 4])
+    with pytest.raises(ValueError, match="y_true.*integer"):
+        loss(np.ones(4, "float64"), emb)
+
+
+def test_required_labels(rng):
+    emb = rng.normal(size=(4, 3)).astype("float32")
+    loss = _MeanPositiveDistance()
+    with pytest.raises(ValueError, match="`y_true`.*required"):
+        loss(None, emb)
+    with pytest.raises(ValueError, match="`y_true` must hold integer.*float32"):
+        loss(np.zeros(4, "float32"), emb)
+    with pytest.raises(ValueError, match=r"`y_true` must have shape \(batch,\)"):
+        loss(np.zeros((4, 2), "int32"), emb)
+    with pytest.raises(ValueError, match=r"`y_true` must have shape \(batch,\)"):
+        loss(np.int32(3), emb)
+    with pytest.raises(ValueError, match="same batch size.*3 labels for 4"):
+        loss(np.zeros(3, "int32"), emb)
+    # (B, 1) labels are squeezed.
+    labels = np.array([0, 0, 1, 1])
+    np.testing.assert_allclose(_np(loss(labels[:, None], emb)), _np(loss(labels, emb)))
+
+
+# -- embeddings -----------------------------------------------------------------------
+def test_embedding_ranks(rng):
+    with pytest.raises(ValueError, match=r"`y_pred` must have shape \(batch, views, dim\)"):
+        _ViewsLoss()(None, rng.normal(size=(4, 3)).astype("float32"))
+    with pytest.raises(ValueError, match="at least 2 views"):
+        _ViewsLoss()(None, rng.normal(size=(4, 1, 3)).astype("float32"))
+    with pytest.raises(ValueError, match=r"\(batch, dim\) or \(batch, views, dim\)"):
+        _OptionalLoss()(None, rng.normal(size=(4,)).astype("float32"))
+    with pytest.raises(ValueError, match=r"`y_pred` must have shape \(batch, dim\)"):
+        _MeanPositiveDistance()(np.zeros(4, "int32"), rng.normal(size=(4, 2, 3)))
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_computes_in_float32_under_mixed_precision(policy, rng):
+    keras.mixed_precision.set_global_policy(policy)
+    low = keras.mixed_precision.Policy(policy).compute_dtype
+    views = ops.cast(rng.normal(size=(4, 2, 3)), low)
+    loss = _ViewsLoss()
+    assert loss.dtype == "float32"
+    value = loss(None, views)
+    assert keras.backend.standardize_dtype(loss.seen[1].dtype) == "float32"
+    assert keras.backend.standardize_dtype(value.dtype) == "float32"
+    # Values that overflow float16 when squared stay finite.
+    big = ops.cast(np.full((2, 2, 3), 300.0), low)
+    assert np.isfinite(_np(loss(None, big)))
+
+
+# -- reduction ------------------------------------------------------------------------
+def test_reductions_and_sample_weight(rng):
+    views = rng.normal(size=(5, 2, 3)).astype("float32")
+    per = np.sum(views.astype("float64") ** 2, axis=(1, 2))
+    w = rng.random(5).astype("float32")
+    np.testing.assert_allclose(_np(_ViewsLoss()(None, views)), per.mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        _np(_ViewsLoss()(None, views, sample_weight=w)), np.sum(w * per) / 5, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        _np(_ViewsLoss(reduction="sum")(None, views, sample_weight=w)), np.sum(w * per), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        _np(_ViewsLoss(reduction="mean_with_sample_weight")(None, views, sample_weight=w)),
+        np.sum(w * per) / np.sum(w),
+        rtol=1e-5,
+    )
+    for reduction in (None, "none"):
+        out = _np(_ViewsLoss(reduction=reduction)(None, views, sample_weight=w))
+        assert out.shape == (5,)
+        np.testing.assert_allclose(out, w * per, rtol=1e-5)
+
+
+def test_fit_without_labels():
+    """A loss that ignores labels trains through compile/fit with no `y` at all."""
+
+    class Views(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Views()
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=_ViewsLoss())
+    x = np.random.default_rng(0).normal(size=(16, 2, 4)).astype("float32")
+    history = model.fit(x, batch_size=8, epochs=3, verbose=0)
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+# -- MetricLoss -----------------------------------------------------------------------
+@pytest.mark.parametrize("distance", ["cosine", "euclidean", "squared_euclidean", "manhattan"])
+def test_metric_loss_anchors_against_batch(distance, rng):
+    labels = np.array([0, 0, 1, 2, 2, 2], "int32")
+    emb = rng.normal(size=(6, 4)).astype("float32")
+    loss = _MeanPositiveDistance(distance=distance, reduction=None)
+    d = reference.closeness(distance, emb)
+    expected = [
+        np.mean([d[i, j] for j in reference.positives_of(labels, i)])
+        if reference.positives_of(labels, i)
+        else 0.0
+        for i in range(6)
+    ]
+    np.testing.assert_allclose(_np(loss(labels, emb)), expected, rtol=1e-4, atol=1e-5)
+    assert loss.seen_offset == 0
+
+
+def test_metric_loss_references_outside_a_strategy(rng):
+    labels = ops.convert_to_tensor(np.array([0, 1], "int32"))
+    emb = ops.convert_to_tensor(rng.normal(size=(2, 3)).astype("float32"))
+    ref_labels, ref_emb, offset = _MeanPositiveDistance().references(labels, emb)
+    assert ref_labels is labels and ref_emb is emb and offset == 0
+    # One replica under a strategy: still the local batch.
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+        ref_labels, ref_emb, offset = _MeanPositiveDistance().references(labels, emb)
+    assert offset == 0
+
+
+def test_metric_loss_compute_is_abstract(rng):
+    with pytest.raises(NotImplementedError):
+        MetricLoss()(np.zeros(2, "int32"), rng.normal(size=(2, 3)).astype("float32"))
+
+
+def test_metric_loss_config_and_distance_resolution():
+    loss = _MeanPositiveDistance(distance="l2", name="mpd", reduction="sum")
+    assert loss.distance.name == "euclidean"
+    config = loss.get_config()
+    assert "dtype" not in config
+    assert config["name"] == "mpd" and config["reduction"] == "sum"
+    assert config["distance"]["registered_name"] == "tfcontrast>EuclideanDistance"
+    again = _MeanPositiveDistance.from_config(config)
+    assert again.get_config() == config and again.distance.name == "euclidean"
+    with pytest.raises(ValueError, match="distance"):
+        _MeanPositiveDistance(distance="hamming")
+
+
+def test_metric_loss_gradients_finite_with_duplicates():
+    labels = np.array([0, 0, 1], "int32")
+    emb = tf.Variable(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]], "float32"))
+    for distance in ("cosine", "euclidean"):
+        with tf.GradientTape() as tape:
+            value = _MeanPositiveDistance(distance=distance)(labels, emb)
+        grad = tape.gradient(value, emb)
+        assert np.isfinite(_np(value)) and np.all(np.isfinite(_np(grad)))
+
+
+# -- _masking -------------------------------------------------------------------------
+def test_pair_masks_and_self_mask():
+    labels = np.array([0, 1, 0], "int32")
+    ref = np.array([1, 0, 1, 0, 0], "int32")
+    # Anchors are references 2..4 (offset 2).
+    pos, neg = _masking.pair_masks(labels, np.concatenate([ref[:2], labels]), offset=2)
+    pos, neg = _np(pos), _np(neg)
+    refs = np.concatenate([ref[:2], labels])
+    for i in range(3):
+        for j in range(5):
+            assert pos[i, j] == float(labels[i] == refs[j] and j != i + 2)
+            assert neg[i, j] == float(labels[i] != refs[j])
+    # offset=None: disjoint anchors and references, nothing excluded.
+    pos, _ = _masking.pair_masks(labels, labels, offset=None)
+    np.testing.assert_array_equal(np.diag(_np(pos)), 1.0)
+    np.testing.assert_array_equal(
+        _np(_masking.self_mask(2, 4, 1)), [[False, True, False, False], [False, False, True, False]]
+    )
+
+
+def test_masked_reductions(rng):
+    values = rng.normal(size=(3, 4)).astype("float32")
+    mask = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [1, 1, 1, 1]], "float32")
+    mean = _np(_masking.masked_mean(values, mask))
+    np.testing.assert_allclose(mean[0], values[0, [0, 2]].mean(), rtol=1e-6)
+    assert mean[1] == 0.0
+    np.testing.assert_allclose(mean[2], values[2].mean(), rtol=1e-6)
+    mx, mn = _np(_masking.masked_max(values, mask)), _np(_masking.masked_min(values, mask))
+    np.testing.assert_allclose(mx[[0, 2]], [values[0, [0, 2]].max(), values[2].max()])
+    np.testing.assert_allclose(mn[[0, 2]], [values[0, [0, 2]].min(), values[2].min()])
+    lse = _np(_masking.masked_logsumexp(values, mask))
+    np.testing.assert_allclose(
+        lse[[0, 2]],
+        [np.log(np.exp(values[0, [0, 2]]).sum()), np.log(np.exp(values[2]).sum())],
+        rtol=1e-5,
+    )
+    assert np.isfinite(lse[1]) and lse[1] < -1e8
+
+
+def test_masked_mean_gradient_is_finite_on_empty_rows():
+    values = tf.Variable(np.ones((2, 3), "float32"))
+    mask = np.array([[0, 0, 0], [1, 0, 1]], "float32")
+    with tf.GradientTape() as tape:
+        out = tf.reduce_sum(_masking.masked_mean(values, mask))
+    grad = _np(tape.gradient(out, values))
+    np.testing.assert_allclose(grad, [[0, 0, 0], [0.5, 0, 0.5]])
