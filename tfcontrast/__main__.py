@@ -1,0 +1,5 @@
+"""`python -m tfcontrast` runs the command line (see `tfcontrast.cli`)."""
+
+from tfcontrast.cli import run
+
+run()

@@ -1,0 +1,530 @@
+"""The `tfcontrast` command line: `train`, `evaluate`, `export` and `search`.
+
+    tfcontrast train                      # SimCLR on scikit-learn's digits, then export
+    tfcontrast train --algorithm=byol --epochs=100 --data=tfds:cifar10
+    tfcontrast evaluate --run_dir=runs/simclr-digits
+    tfcontrast export --run_dir=runs/simclr-digits --name=digits
+    tfcontrast search --run_dir=runs/simclr-digits --query=0,1,2 --k=5
+
+Every run writes a run directory (`--run_dir`) holding the flags (`config.json`), the
+training history (`history.csv`), metrics (`metrics.json`), plots, the trained model
+(`model.keras`) and a backup of the last epoch: running the same `train` command again
+after an interruption resumes from that backup.
+
+Errors in the input (a missing data path, an unknown algorithm, contradicting flags)
+print one line on stderr and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from absl import app, flags
+
+COMMANDS = ("train", "evaluate", "export", "search")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+    "data",
+    "digits",
+    "Data: 'digits' (scikit-learn, ships with it), 'tfds:NAME', a folder with "
+    "one subfolder per class, or an .npz file with arrays x and y.",
+)
+flags.DEFINE_string(
+    "algorithm",
+    "simclr",
+    "simclr, supcon, moco_v2, moco_v3, byol, simsiam, vicreg or barlow_twins.",
+)
+flags.DEFINE_string("backbone", "small_convnet", "small_convnet or cifar_resnet18.")
+flags.DEFINE_integer("epochs", 60, "Training epochs.")
+flags.DEFINE_integer("batch_size", 256, "Global batch size.")
+flags.DEFINE_float("learning_rate", 2e-3, "Peak learning rate (AdamW, warm-up + cosine).")
+flags.DEFINE_float("temperature", None, "Loss temperature (the algorithm's default if unset).")
+flags.DEFINE_integer("projection_dim", 64, "Output width of the projection head.")
+flags.DEFINE_integer("hidden_dim", 256, "Hidden width of the projection and prediction heads.")
+flags.DEFINE_integer("image_size", None, "Resize images to this size (folders, tfds).")
+flags.DEFINE_integer("max_examples", 50000, "Use at most this many examples of the data.")
+flags.DEFINE_float("test_fraction", 0.3, "Held-out fraction for evaluation.")
+flags.DEFINE_string("run_dir", None, "Run directory (default runs/ALGORITHM-DATA).")
+flags.DEFINE_enum(
+    "strategy",
+    "auto",
+    ["auto", "none", "mirrored", "multi_worker", "tpu"],
+    "tf.distribute strategy: auto uses MirroredStrategy with several GPUs.",
+)
+flags.DEFINE_enum(
+    "mixed_precision",
+    "none",
+    ["none", "mixed_float16", "mixed_bfloat16"],
+    "Keras mixed-precision policy.",
+)
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_bool("export", True, "train: export a SavedModel and a TFLite file at the end.")
+flags.DEFINE_string("export_dir", "saved_models", "Where exports land (NAME/VERSION/).")
+flags.DEFINE_string("name", None, "Export name (default DATA_ALGORITHM).")
+flags.DEFINE_string("quantization", None, "TFLite quantization: float16, dynamic or int8.")
+flags.DEFINE_string("query", "0,1,2", "search: comma-separated indices of held-out images.")
+flags.DEFINE_integer("k", 5, "search: neighbours to return.")
+flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 progress bar, 2 one line).")
+
+
+class UsageError(ValueError):
+    """A mistake in the command line or its inputs; reported in one line."""
+
+
+# -- data ------------------------------------------------------------------------------
+def _data_name(data: str) -> str:
+    if data.startswith("tfds:"):
+        return data[5:].replace("/", "_")
+    return os.path.splitext(os.path.basename(os.path.normpath(data)))[0] or "data"
+
+
+def _materialize(dataset, limit):
+    import numpy as np
+
+    xs, ys = [], []
+    for batch in dataset.take(limit).batch(1024).as_numpy_iterator():
+        x, y = batch if isinstance(batch, tuple) else (batch, None)
+        xs.append(x)
+        if y is not None:
+            ys.append(y)
+    if not xs:
+        raise UsageError("the data source holds no images.")
+    x = np.concatenate(xs).astype("float32")
+    return x, (np.concatenate(ys).astype("int32") if ys else None)
+
+
+def load_data(data: str, image_size=None, max_examples=50000, test_fraction=0.3, seed=0):
+    """Returns `(x_train, y_train, x_test, y_test)`: float32 images in [0, 1], int labels."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    from tfcontrast import data as data_lib
+
+    if data == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        x = (digits.images / 16.0).astype("float32")[..., None]
+        y = digits.target.astype("int32")
+    elif data.startswith("tfds:"):
+        x, y = _materialize(
+            data_lib.from_tfds(data[5:], split="train", image_size=image_size), max_examples
+        )
+    elif not os.path.exists(data):
+        raise UsageError(f"--data: no such file or folder: {data!r}.")
+    elif os.path.isdir(data):
+        x, y = _materialize(data_lib.from_folder(data, image_size=image_size), max_examples)
+    elif data.endswith(".npz"):
+        x, y = _materialize(data_lib.from_npz(data), max_examples)
+    else:
+        raise UsageError(
+            f"--data: expected 'digits', 'tfds:NAME', a folder or an .npz file; received {data!r}."
+        )
+    x, y = x[:max_examples], (None if y is None else y[:max_examples])
+    if y is None:
+        y = np.zeros(len(x), "int32")
+    stratify = y if np.min(np.bincount(y)) >= 2 else None
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=test_fraction, random_state=seed, stratify=stratify
+    )
+    return x_train, y_train, x_test, y_test
+
+
+# -- model -----------------------------------------------------------------------------
+def _augmentation(image_shape, seed):
+    from tfcontrast.layers import augmentation
+
+    height, _, channels = image_shape
+    if channels == 1 and height <= 16:
+        return augmentation.digits_augmentation(height, seed=seed)
+    if height <= 64:
+        return augmentation.cifar_augmentation(height, seed=seed)
+    return augmentation.simclr_augmentation(height, seed=seed)
+
+
+def build_model(
+    image_shape,
+    algorithm="simclr",
+    backbone="small_convnet",
+    projection_dim=64,
+    hidden_dim=256,
+    temperature=None,
+    seed=0,
+    queue_size=4096,
+):
+    """The ContrastiveModel the command line trains (heads sized for small images)."""
+    from tfcontrast.layers import PredictionHead, ProjectionHead
+    from tfcontrast.models import ContrastiveModel, algorithms, backbones
+
+    if algorithm not in algorithms.names():
+        raise UsageError(
+            f"--algorithm: unknown {algorithm!r}; expected one of {algorithms.names()}."
+        )
+    if backbone not in backbones.names():
+        raise UsageError(f"--backbone: unknown {backbone!r}; expected one of {backbones.names()}.")
+    kwargs = {} if temperature is None else {"temperature": temperature}
+    if algorithm == "moco_v2":
+        kwargs["queue_size"] = queue_size
+    try:
+        algo = algorithms.get(algorithm).__class__(**kwargs)
+    except TypeError as error:
+        raise UsageError(f"--temperature: {algorithm} has no temperature ({error}).") from None
+    return ContrastiveModel(
+        backbones.get(backbone, image_shape),
+        projector=ProjectionHead((hidden_dim,), projection_dim),
+        predictor=PredictionHead(hidden_dim, projection_dim) if algo.uses_predictor else None,
+        algorithm=algo,
+        augmentation=_augmentation(image_shape, seed),
+    )
+
+
+def _strategy(name):
+    import tensorflow as tf
+
+    if name == "auto":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+# -- evaluation ------------------------------------------------------------------------
+def few_label_accuracy(train, train_y, test, test_y, shots=10, draws=5, seed=0):
+    """Mean 1-NN (cosine) accuracy with `shots` labelled examples per class."""
+    import numpy as np
+
+    from tfcontrast.evaluation import knn_accuracy
+    from tfcontrast.evaluation.probe import few_shot_indices
+
+    scores = [
+        knn_accuracy(train[idx], train_y[idx], test, test_y, k=1, weighting="plain")
+        for idx in (few_shot_indices(train_y, shots, seed=seed + d) for d in range(draws))
+    ]
+    return float(np.mean(scores))
+
+
+def embedding_report(train, train_y, test, test_y, seed=0):
+    from tfcontrast.evaluation import knn_accuracy
+
+    k = min(20, len(train))
+    return {
+        f"knn{k}_accuracy": float(knn_accuracy(train, train_y, test, test_y, k=k)),
+        "10_labels_1nn_accuracy": few_label_accuracy(train, train_y, test, test_y, seed=seed),
+    }
+
+
+# -- commands --------------------------------------------------------------------------
+def _run_dir():
+    if FLAGS.run_dir:
+        return FLAGS.run_dir
+    return os.path.join("runs", f"{FLAGS.algorithm}-{_data_name(FLAGS.data)}")
+
+
+def _check_flags():
+    if FLAGS.epochs < 1 or FLAGS.batch_size < 2:
+        raise UsageError("--epochs must be >= 1 and --batch_size >= 2.")
+    if FLAGS.strategy == "tpu" and FLAGS.mixed_precision == "mixed_float16":
+        raise UsageError(
+            "--strategy=tpu with --mixed_precision=mixed_float16 contradict each "
+            "other: TPUs use mixed_bfloat16."
+        )
+    if FLAGS.quantization not in (None, "float16", "dynamic", "int8"):
+        raise UsageError(
+            f"--quantization: expected float16, dynamic or int8; received {FLAGS.quantization!r}."
+        )
+
+
+def _settings():
+    keys = (
+        "data",
+        "algorithm",
+        "backbone",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "temperature",
+        "projection_dim",
+        "hidden_dim",
+        "image_size",
+        "max_examples",
+        "test_fraction",
+        "mixed_precision",
+        "seed",
+    )
+    return {key: FLAGS[key].value for key in keys}
+
+
+def _check_run_dir(run_dir, settings):
+    """A run directory belongs to one configuration: resuming with other flags is an error."""
+    path = os.path.join(run_dir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        changed = {
+            k: (saved.get(k), v) for k, v in settings.items() if k != "epochs" and saved.get(k) != v
+        }
+        if changed:
+            detail = ", ".join(
+                f"--{k}={new!r} (run has {old!r})" for k, (old, new) in changed.items()
+            )
+            raise UsageError(
+                f"--run_dir={run_dir!r} holds a run with other settings: "
+                f"{detail}. Use another --run_dir or the same flags to resume."
+            )
+
+
+def train():
+    import keras
+
+    from tfcontrast.evaluation import plots
+    from tfcontrast.models.callbacks import CollapseMonitor, KNNMonitor
+    from tfcontrast.optimizers import warmup_cosine_decay
+
+    _check_flags()
+    settings = _settings()
+    run_dir = _run_dir()
+    _check_run_dir(run_dir, settings)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(settings, f, indent=2)
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    if FLAGS.mixed_precision != "none":
+        keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
+    x_train, y_train, x_test, y_test = load_data(
+        FLAGS.data, FLAGS.image_size, FLAGS.max_examples, FLAGS.test_fraction, FLAGS.seed
+    )
+    print(
+        f"data: {FLAGS.data}: {len(x_train)} training and {len(x_test)} held-out images "
+        f"of shape {x_train.shape[1:]}"
+    )
+    strategy = _strategy(FLAGS.strategy)
+    steps = -(-len(x_train) // FLAGS.batch_size) * FLAGS.epochs
+    with strategy.scope():
+        model = build_model(
+            x_train.shape[1:],
+            FLAGS.algorithm,
+            FLAGS.backbone,
+            FLAGS.projection_dim,
+            FLAGS.hidden_dim,
+            FLAGS.temperature,
+            FLAGS.seed,
+        )
+        schedule = warmup_cosine_decay(
+            FLAGS.learning_rate, steps, warmup_steps=min(steps // 10, 500)
+        )
+        model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4))
+    labels = y_train if model.algorithm.needs_labels else None
+    start = time.time()
+    history = model.fit(
+        x_train,
+        labels,
+        batch_size=FLAGS.batch_size,
+        epochs=FLAGS.epochs,
+        verbose=FLAGS.verbose,
+        callbacks=[
+            # The backup is kept after the last epoch, so that running the same command
+            # again finds the run complete instead of training it again.
+            keras.callbacks.BackupAndRestore(
+                os.path.join(run_dir, "backup"), delete_checkpoint=False
+            ),
+            KNNMonitor(x_train, y_train, x_test, y_test, k=20, every=max(1, FLAGS.epochs // 5)),
+            CollapseMonitor(x_test, every=max(1, FLAGS.epochs // 5)),
+            keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+        ],
+    )
+    seconds = time.time() - start
+    model.save(os.path.join(run_dir, "model.keras"))
+
+    embed = model.predict(x_train, verbose=0), model.predict(x_test, verbose=0)
+    pixels = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+    metrics = {
+        "train_seconds": round(seconds, 1),
+        "epochs": FLAGS.epochs,
+        "final_loss": _last_logged_loss(os.path.join(run_dir, "history.csv")),
+        "model": embedding_report(embed[0], y_train, embed[1], y_test, FLAGS.seed),
+        "raw_pixels": embedding_report(pixels[0], y_train, pixels[1], y_test, FLAGS.seed),
+    }
+    plots_dir = os.path.join(run_dir, "plots")
+    os.makedirs(plots_dir, exist_ok=True)
+    if history.history:
+        plots.training_curves(history, os.path.join(plots_dir, "training_curves.png"))
+    plots.projection_plot(embed[1], y_test, os.path.join(plots_dir, "projection.png"))
+    print(_metrics_table(metrics))
+    if FLAGS.export:
+        metrics["export"] = _export(
+            model, x_test, FLAGS.name or f"{_data_name(FLAGS.data)}_{FLAGS.algorithm}"
+        )
+    with open(os.path.join(run_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    print(f"run directory: {run_dir}")
+    return metrics
+
+
+def _last_logged_loss(csv_path):
+    import csv
+
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    return float(rows[-1]["loss"]) if rows else None
+
+
+def _metrics_table(metrics):
+    keys = list(metrics["model"])
+    lines = [f"{'':14s}" + "".join(f"{k:>24s}" for k in keys)]
+    for row in ("raw_pixels", "model"):
+        name = "raw pixels" if row == "raw_pixels" else f"{FLAGS.algorithm}"
+        lines.append(f"{name:14s}" + "".join(f"{metrics[row][k]:>24.4f}" for k in keys))
+    return "\n".join(lines)
+
+
+def _export(model, sample, name):
+    from tfcontrast import export
+
+    saved = export.saved_model(model, os.path.join(FLAGS.export_dir, name), sample_data=sample)
+    tflite_path = os.path.join(FLAGS.export_dir, f"{name}.tflite")
+    tflite = export.tflite(
+        model,
+        tflite_path,
+        quantization=FLAGS.quantization,
+        representative_data=sample,
+        sample_data=sample,
+    )
+    print(
+        f"exported: {saved.path} (min cosine {saved.report['cosine_min']:.6f}) and "
+        f"{tflite.path} (min cosine {tflite.report['cosine_min']:.6f})"
+    )
+    return {
+        "saved_model": saved.path,
+        "tflite": tflite.path,
+        "saved_model_parity": saved.report,
+        "tflite_parity": tflite.report,
+    }
+
+
+def _load_run():
+    import keras
+
+    path = os.path.join(_run_dir(), "model.keras")
+    if not os.path.exists(path):
+        raise UsageError(f"--run_dir: no trained model at {path!r}; run `tfcontrast train` first.")
+    with open(os.path.join(_run_dir(), "config.json")) as f:
+        config = json.load(f)
+    return keras.saving.load_model(path), config
+
+
+def evaluate():
+    from tfcontrast.evaluation import evaluate_embeddings
+
+    model, config = _load_run()
+    x_train, y_train, x_test, y_test = load_data(
+        config["data"],
+        config["image_size"],
+        config["max_examples"],
+        config["test_fraction"],
+        config["seed"],
+    )
+    train = model.predict(x_train, verbose=0)
+    test = model.predict(x_test, verbose=0)
+    metrics = evaluate_embeddings(
+        test,
+        y_test,
+        train_embeddings=train,
+        train_labels=y_train,
+        knn_k=min(200, len(train)),
+        seed=config["seed"],
+    )
+    metrics.update(embedding_report(train, y_train, test, y_test, config["seed"]))
+    print(
+        json.dumps(
+            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}, indent=2
+        )
+    )
+    return metrics
+
+
+def export_command():
+    model, config = _load_run()
+    _, _, x_test, _ = load_data(
+        config["data"],
+        config["image_size"],
+        config["max_examples"],
+        config["test_fraction"],
+        config["seed"],
+    )
+    return _export(
+        model, x_test, FLAGS.name or f"{_data_name(config['data'])}_{config['algorithm']}"
+    )
+
+
+def search():
+    from tfcontrast.retrieval import Index
+
+    model, config = _load_run()
+    x_train, y_train, x_test, y_test = load_data(
+        config["data"],
+        config["image_size"],
+        config["max_examples"],
+        config["test_fraction"],
+        config["seed"],
+    )
+    try:
+        queries = [int(q) for q in FLAGS.query.split(",") if q.strip()]
+    except ValueError:
+        raise UsageError(
+            f"--query: expected comma-separated integers; received {FLAGS.query!r}."
+        ) from None
+    if not queries or min(queries) < 0 or max(queries) >= len(x_test):
+        raise UsageError(
+            f"--query: indices must be in [0, {len(x_test)}); received {FLAGS.query!r}."
+        )
+    index = Index(metric="cosine")
+    index.add(model.predict(x_train, verbose=0), labels=y_train)
+    result = index.search(model.predict(x_test[queries], verbose=0), k=FLAGS.k)
+    for q, ids, labels in zip(queries, result.indices, result.labels):
+        print(
+            f"query {q} (label {y_test[q]}): neighbours {list(map(int, ids))} "
+            f"labels {list(map(int, labels))}"
+        )
+    return result
+
+
+def main(argv):
+    command = argv[1] if len(argv) > 1 else "train"
+    if len(argv) > 2:
+        raise UsageError(f"unexpected arguments {argv[2:]}; flags are written --name=value.")
+    if command not in COMMANDS:
+        raise UsageError(f"unknown command {command!r}; expected one of {list(COMMANDS)}.")
+    return {"train": train, "evaluate": evaluate, "export": export_command, "search": search}[
+        command
+    ]()
+
+
+def _main_with_errors(argv):
+    try:
+        main(argv)
+    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError) as error:
+        print(f"tfcontrast: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run():
+    """Console-script entry point."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        app.run(_main_with_errors)
+    except flags.Error as error:  # pragma: no cover - absl exits before this
+        print(f"tfcontrast: error: {error}", file=sys.stderr)
+        sys.exit(2)
