@@ -1,0 +1,291 @@
+"""Driver side of the loss benchmarks: worker processes, alternating timings, machine info.
+
+Each library runs in its own process (and virtual environment), started once per
+benchmark run; see `benchmarks/peers/_protocol.py` for the worker side. The driver asks
+the workers in turn for timings of the same case on the same data, alternating which
+side goes first in every round, and keeps every sample so that medians (and their
+spread) can be reported. Only one worker computes at any time; the others wait on a
+pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PEERS = HERE / "peers"
+RESULTS = HERE / "results"
+MARKER = "@@BENCH@@ "
+
+#: Python interpreters of each side. Override with the environment variables.
+PYTHONS = {
+    "tfcontrast": os.environ.get("TFCONTRAST_PYTHON", sys.executable),
+    "tfsim": os.environ.get(
+        "TFCONTRAST_TFSIM_PYTHON", "/root/.cache/tfcontrast-peers/tfsim/bin/python"
+    ),
+    "lightly": os.environ.get(
+        "TFCONTRAST_TORCH_PYTHON", "/root/.cache/tfcontrast-peers/torch/bin/python"
+    ),
+}
+SCRIPTS = {
+    "tfcontrast": PEERS / "tfcontrast_worker.py",
+    "tfsim": PEERS / "tfsim_worker.py",
+    "lightly": PEERS / "lightly_worker.py",
+}
+LABELS = {"tfcontrast": "tfcontrast", "tfsim": "TF Similarity", "lightly": "lightly"}
+
+
+def _env(side: str) -> dict:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Every side gets the same thread budget (the workers also set it in-process).
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = "2"
+    if side == "tfsim":
+        env["TF_USE_LEGACY_KERAS"] = "1"
+    else:
+        env.pop("TF_USE_LEGACY_KERAS", None)
+    if side == "tfcontrast":
+        env["KERAS_BACKEND"] = "tensorflow"
+        # Make the checkout importable even without the editable install.
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(HERE.parent), env.get("PYTHONPATH", "")) if p
+        )
+    return env
+
+
+def available(side: str) -> bool:
+    return Path(PYTHONS[side]).exists()
+
+
+def _read_reply(stream, what: str) -> dict:
+    while True:
+        line = stream.readline()
+        if not line:
+            raise RuntimeError(f"{what}: worker exited (see its stderr log)")
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER) :])
+
+
+class Worker:
+    """A long-lived worker process of one library."""
+
+    def __init__(self, side: str, log_dir: Path):
+        self.side = side
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{side}.stderr.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [PYTHONS[side], str(SCRIPTS[side])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            cwd=str(PEERS),
+            env=_env(side),
+        )
+        ready = _read_reply(self.proc.stdout, side)
+        self.info = ready["info"]
+        self.cases = set(ready["cases"])
+
+    def time(self, case: str, batch: int, dim: int, **timing) -> dict:
+        request = {"cmd": "time", "case": case, "batch": batch, "dim": dim, **timing}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return _read_reply(self.proc.stdout, self.side)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+        self._log.close()
+
+
+def measure_memory(side: str, case: str, batch: int, dim: int, timeout: float = 900) -> dict:
+    """Peak RSS increase of one case at `batch`, in a fresh process of `side`."""
+    proc = subprocess.run(
+        [PYTHONS[side], str(SCRIPTS[side]), "--memory", case, str(batch), str(dim)],
+        capture_output=True,
+        text=True,
+        cwd=str(PEERS),
+        env=_env(side),
+        timeout=timeout,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER) :])
+    return {"ok": False, "error": f"exit {proc.returncode}: {proc.stderr[-1000:]}"}
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def machine_info() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def median_ms(samples: list[float]) -> float:
+    return 1000.0 * statistics.median(samples)
+
+
+def run_alternating(
+    workers: dict,
+    pairs: list[tuple[str, str]],
+    batch: int,
+    dim: int,
+    rounds: int,
+    timing: dict,
+    log=print,
+) -> dict:
+    """Times `(side, case)` pairs on the same configuration, alternating the order.
+
+    Round `r` runs the sides in order rotated by `r` (ours, theirs / theirs, ours ...).
+    Returns `{side: {"samples": [...], "value": float, "error": str | None}}`.
+    """
+    out = {
+        side: {"samples": [], "round_medians_ms": [], "value": None, "error": None}
+        for side, _ in pairs
+    }
+    for r in range(rounds):
+        order = pairs[r % len(pairs) :] + pairs[: r % len(pairs)]
+        for side, case in order:
+            if out[side]["error"]:
+                continue
+            reply = workers[side].time(case, batch, dim, **timing)
+            if not reply.get("ok"):
+                out[side]["error"] = reply.get("error", "failed")
+                log(f"    {side}:{case} B={batch} D={dim} FAILED: {out[side]['error'][:200]}")
+                continue
+            out[side]["samples"].extend(reply["times"])
+            out[side]["round_medians_ms"].append(median_ms(reply["times"]))
+            out[side]["value"] = reply["value"]
+    return out
+
+
+def fmt_ms(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def fmt_ratio(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def fmt_mb(value) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def default_out(name: str, quick: bool) -> Path:
+    """Full runs write `benchmarks/results/NAME.json`; quick runs a scratch file, so a
+    smoke test never overwrites the published numbers."""
+    if quick:
+        return Path(os.environ.get("TMPDIR", "/tmp")) / "tfcontrast-bench" / f"{name}.quick.json"
+    return RESULTS / f"{name}.json"
+
+
+def open_workers(sides, log_dir: Path, log=print) -> dict:
+    """Starts one worker per available side (a missing peer venv is skipped)."""
+    workers = {}
+    for side in sides:
+        if not available(side):
+            log(f"  {LABELS[side]}: interpreter {PYTHONS[side]} not found, skipped")
+            continue
+        t0 = time.perf_counter()
+        workers[side] = Worker(side, log_dir)
+        log(
+            f"  {LABELS[side]} worker ready in {time.perf_counter() - t0:.1f}s: "
+            f"{workers[side].info}"
+        )
+    return workers
+
+
+def time_rows(
+    workers: dict,
+    rows: list[dict],
+    configs: list[tuple[int, int]],
+    rounds: int,
+    timing: dict,
+    log=print,
+) -> list[dict]:
+    """Times every row (a dict with `name` and `cases: {side: case}`) at every
+    `(batch, dim)` configuration, sides alternating, and returns one record per pair.
+
+    Ratios are `peer_ms / tfcontrast_ms` (> 1: tfcontrast is faster).
+    """
+    records = []
+    for batch, dim in configs:
+        for row in rows:
+            pairs = [(side, case) for side, case in row["cases"].items() if side in workers]
+            load_before = load_average()
+            t0 = time.perf_counter()
+            timed = run_alternating(workers, pairs, batch, dim, rounds, timing, log=log)
+            record = {
+                "name": row["name"],
+                "batch": batch,
+                "dim": dim,
+                "cases": dict(row["cases"]),
+                "load_avg_1min": load_before,
+                "wall_s": time.perf_counter() - t0,
+                "sides": {},
+            }
+            for side, result in timed.items():
+                samples = result["samples"]
+                record["sides"][side] = {
+                    "median_ms": median_ms(samples) if samples else None,
+                    "min_ms": 1000.0 * min(samples) if samples else None,
+                    "samples": len(samples),
+                    "round_medians_ms": result["round_medians_ms"],
+                    "value": result["value"],
+                    "error": result["error"],
+                }
+            ours = record["sides"].get("tfcontrast", {}).get("median_ms")
+            record["ratios"] = {
+                side: (info["median_ms"] / ours if ours and info["median_ms"] else None)
+                for side, info in record["sides"].items()
+                if side != "tfcontrast"
+            }
+            summary = ", ".join(
+                f"{LABELS[s]} {fmt_ms(i['median_ms'])} ms (value {i['value']!r:.10})"
+                for s, i in record["sides"].items()
+            )
+            ratios = ", ".join(
+                f"{LABELS[s]}/ours {fmt_ratio(v)}" for s, v in record["ratios"].items()
+            )
+            log(
+                f"  {row['name']:<34} B={batch:<5} D={dim:<5} {summary}; {ratios}  "
+                f"[load {load_before:.2f}]"
+            )
+            records.append(record)
+    return records
