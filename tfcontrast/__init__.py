@@ -5,11 +5,38 @@ The public surface is organised in submodules:
 - `tfcontrast.distances`: pairwise distances and similarities.
 - `tfcontrast.miners`: pair and triplet mining.
 - `tfcontrast.losses`: metric-learning and self-supervised losses.
+- `tfcontrast.layers`: projection / prediction heads, augmentation layers, memory queues.
+- `tfcontrast.models`: `ContrastiveModel`, its algorithms and backbones.
+- `tfcontrast.optimizers`: LARS, warm-up cosine and EMA momentum schedules.
+- `tfcontrast.data`: multi-view and class-balanced datasets (TensorFlow, loaded lazily).
+- `tfcontrast.evaluation`: kNN / linear probes, retrieval and clustering metrics, plots.
+- `tfcontrast.retrieval`: an embedding index for search.
+- `tfcontrast.export`: SavedModel (TF Serving) and TFLite export; import it explicitly.
 """
 
 __version__ = "0.1.0"
 
-from tfcontrast import data, distances, losses, miners  # noqa: E402
-from tfcontrast import evaluation, retrieval  # noqa: E402
+from tfcontrast import (  # noqa: E402
+    data,
+    distances,
+    evaluation,
+    layers,
+    losses,
+    miners,
+    models,
+    optimizers,
+    retrieval,
+)
 
-__all__ = ["__version__", "data", "distances", "evaluation", "losses", "miners", "retrieval"]
+__all__ = [
+    "__version__",
+    "data",
+    "distances",
+    "evaluation",
+    "layers",
+    "losses",
+    "miners",
+    "models",
+    "optimizers",
+    "retrieval",
+]
