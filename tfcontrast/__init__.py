@@ -40,3 +40,12 @@ __all__ = [
     "optimizers",
     "retrieval",
 ]
+
+
+def __getattr__(name):
+    # TensorFlow-only export code loads on first use: `import tfcontrast` stays cheap.
+    if name == "export":
+        import importlib
+
+        return importlib.import_module("tfcontrast.export")
+    raise AttributeError(f"module 'tfcontrast' has no attribute {name!r}")
