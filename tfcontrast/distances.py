@@ -27,6 +27,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfcontrast._registry import resolve
+
 _EPS = 1e-12
 _PROB_EPS = 1e-7
 
@@ -259,19 +261,8 @@ def get(identifier: str | Distance | dict) -> Distance:
     Raises:
         ValueError: for an unknown name; the message lists the valid names.
     """
-    if isinstance(identifier, Distance):
-        return identifier
-    if isinstance(identifier, dict):
-        return keras.saving.deserialize_keras_object(identifier)
-    if isinstance(identifier, str):
-        key = identifier.lower()
-        key = _ALIASES.get(key, key)
-        if key in _REGISTRY:
-            return _REGISTRY[key]()
-    raise ValueError(
-        f"Unknown `distance`: {identifier!r}. Expected one of {names()} or a "
-        "tfcontrast.distances.Distance instance."
-    )
+    return resolve(identifier, base=Distance, registry=_REGISTRY, aliases=_ALIASES,
+                   argument="distance")
 
 
 def serialize(distance: Distance) -> dict:

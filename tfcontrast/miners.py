@@ -36,6 +36,7 @@ from keras import ops
 
 from tfcontrast import distances as distances_lib
 from tfcontrast._masking import masked_max, masked_min, pair_masks
+from tfcontrast._registry import resolve
 
 
 class PairMask(NamedTuple):
@@ -332,19 +333,10 @@ def get(identifier: str | Miner | dict | None) -> Miner | None:
     Raises:
         ValueError: for an unknown name; the message lists the valid names.
     """
-    if identifier is None or isinstance(identifier, Miner):
-        return identifier
-    if isinstance(identifier, dict):
-        return keras.saving.deserialize_keras_object(identifier)
-    if isinstance(identifier, str):
-        key = identifier.lower()
-        key = _ALIASES.get(key, key)
-        if key in _REGISTRY:
-            return _REGISTRY[key]()
-    raise ValueError(
-        f"Unknown `miner`: {identifier!r}. Expected one of {names()} or a "
-        "tfcontrast.miners.Miner instance."
-    )
+    if identifier is None:
+        return None
+    return resolve(identifier, base=Miner, registry=_REGISTRY, aliases=_ALIASES,
+                   argument="miner")
 
 
 def serialize(miner: Miner | None):

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import keras
 
+from tfcontrast._registry import resolve
+
 _REGISTRY: dict[str, type[Algorithm]] = {}
 
 
@@ -95,13 +97,4 @@ def names() -> list[str]:
 
 def get(identifier) -> Algorithm:
     """Resolves an algorithm name, config dict or object."""
-    if isinstance(identifier, Algorithm):
-        return identifier
-    if isinstance(identifier, dict):
-        return keras.saving.deserialize_keras_object(identifier)
-    if isinstance(identifier, str) and identifier.lower() in _REGISTRY:
-        return _REGISTRY[identifier.lower()]()
-    raise ValueError(
-        f"Unknown `algorithm`: {identifier!r}. Expected one of {names()} or a "
-        "tfcontrast.models.algorithms.Algorithm instance."
-    )
+    return resolve(identifier, base=Algorithm, registry=_REGISTRY, argument="algorithm")
