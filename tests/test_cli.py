@@ -12,6 +12,8 @@ from sklearn.datasets import load_digits
 
 from tfcontrast import cli
 
+pytestmark = pytest.mark.tf_only(reason="the CLI trains from tf.data and exports SavedModels")
+
 
 @pytest.fixture
 def digits_npz(tmp_path):
@@ -63,6 +65,13 @@ def test_train_evaluate_search_on_a_tiny_run(tmp_path, digits_npz, capsys):
     parse(f"--run_dir={run_dir}", "--query=0,3", "--k=4")
     result = cli.main(["tfcontrast", "search"])
     assert result.indices.shape == (2, 4)
+
+    export_dir = tmp_path / "exports"
+    parse(f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--name=tiny")
+    exported = cli.main(["tfcontrast", "export"])
+    assert exported["saved_model"]["passed"] and exported["tflite"]["passed"]
+    assert (export_dir / "tiny" / "1" / "saved_model.pb").exists()
+    assert (export_dir / "tiny.tflite").exists()
 
     # Running the same command again resumes: nothing is retrained beyond `epochs`.
     parse(

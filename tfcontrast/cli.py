@@ -391,30 +391,26 @@ def _metrics_table(metrics):
 
 
 def _export(model, sample, name):
+    """SavedModel (TF Serving layout) and TFLite file, each checked against Keras."""
     from tfcontrast import export
 
     saved = export.saved_model(model, os.path.join(FLAGS.export_dir, name), sample_data=sample)
-    tflite_path = os.path.join(FLAGS.export_dir, f"{name}.tflite")
     tflite = export.tflite(
         model,
-        tflite_path,
+        os.path.join(FLAGS.export_dir, f"{name}.tflite"),
         quantization=FLAGS.quantization,
         representative_data=sample,
         sample_data=sample,
+        overwrite=True,
     )
     print(
-        f"exported: {saved.path} (min cosine {saved.report['cosine_min']:.6f}) and "
-        f"{tflite.path} (min cosine {tflite.report['cosine_min']:.6f})"
+        f"exported {saved.path}\n  {saved.summary()}\nexported {tflite.path}\n  {tflite.summary()}"
     )
-    return {
-        "saved_model": saved.path,
-        "tflite": tflite.path,
-        "saved_model_parity": saved.report,
-        "tflite_parity": tflite.report,
-    }
+    return {"saved_model": json.loads(saved.to_json()), "tflite": json.loads(tflite.to_json())}
 
 
 def _load_run():
+    """The trained model of `--run_dir`, its settings and its data split."""
     import keras
 
     path = os.path.join(_run_dir(), "model.keras")
@@ -422,20 +418,20 @@ def _load_run():
         raise UsageError(f"--run_dir: no trained model at {path!r}; run `tfcontrast train` first.")
     with open(os.path.join(_run_dir(), "config.json")) as f:
         config = json.load(f)
-    return keras.saving.load_model(path), config
-
-
-def evaluate():
-    from tfcontrast.evaluation import evaluate_embeddings
-
-    model, config = _load_run()
-    x_train, y_train, x_test, y_test = load_data(
+    data = load_data(
         config["data"],
         config["image_size"],
         config["max_examples"],
         config["test_fraction"],
         config["seed"],
     )
+    return keras.saving.load_model(path), config, data
+
+
+def evaluate():
+    from tfcontrast.evaluation import evaluate_embeddings
+
+    model, config, (x_train, y_train, x_test, y_test) = _load_run()
     train = model.predict(x_train, verbose=0)
     test = model.predict(x_test, verbose=0)
     metrics = evaluate_embeddings(
@@ -456,14 +452,7 @@ def evaluate():
 
 
 def export_command():
-    model, config = _load_run()
-    _, _, x_test, _ = load_data(
-        config["data"],
-        config["image_size"],
-        config["max_examples"],
-        config["test_fraction"],
-        config["seed"],
-    )
+    model, config, (_, _, x_test, _) = _load_run()
     return _export(
         model, x_test, FLAGS.name or f"{_data_name(config['data'])}_{config['algorithm']}"
     )
@@ -472,14 +461,7 @@ def export_command():
 def search():
     from tfcontrast.retrieval import Index
 
-    model, config = _load_run()
-    x_train, y_train, x_test, y_test = load_data(
-        config["data"],
-        config["image_size"],
-        config["max_examples"],
-        config["test_fraction"],
-        config["seed"],
-    )
+    model, config, (x_train, y_train, x_test, y_test) = _load_run()
     try:
         queries = [int(q) for q in FLAGS.query.split(",") if q.strip()]
     except ValueError:
