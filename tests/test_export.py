@@ -21,6 +21,8 @@ from sklearn.datasets import load_digits
 
 from tfcontrast import export
 
+pytestmark = pytest.mark.tf_only(reason="SavedModel / TFLite export is TensorFlow-only")
+
 PYTHON = sys.executable
 SAVED_MODEL_CLI = str(Path(sys.executable).with_name("saved_model_cli"))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}

@@ -8,6 +8,8 @@ import tensorflow as tf
 from tfcontrast import data
 from tfcontrast.layers import RandomResizedCrop, multi_crop_augmentation, simclr_augmentation
 
+pytestmark = pytest.mark.tf_only(reason="tfcontrast.data builds tf.data pipelines")
+
 
 @pytest.fixture
 def arrays(rng):

@@ -236,6 +236,7 @@ def test_digits_preset_keeps_digits_recognisable():
     assert accuracy > 0.85, accuracy
 
 
+@pytest.mark.tf_only(reason="maps the layer over a tf.data pipeline")
 def test_in_tf_data_and_in_model(images):
     layer = simclr_augmentation(16, seed=0)
     ds = tf.data.Dataset.from_tensor_slices(images).batch(4).map(layer)
