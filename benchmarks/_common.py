@@ -23,6 +23,8 @@ HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
 RESULTS = HERE / "results"
 MARKER = "@@BENCH@@ "
+#: Workers' stderr (TensorFlow / PyTorch logs) goes here, out of the results folder.
+LOG_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "tfcontrast-bench" / "logs"
 
 #: Python interpreters of each side. Override with the environment variables.
 PYTHONS = {
@@ -48,6 +50,9 @@ def _env(side: str) -> dict:
     # Every side gets the same thread budget (the workers also set it in-process).
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = "2"
+    # OpenMP threads that spin while waiting collapse on a busy machine (CPU PyTorch:
+    # NT-Xent at B = 512 went from ~30 ms to ~2 s at load 18); sleep instead, everywhere.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if side == "tfsim":
         env["TF_USE_LEGACY_KERAS"] = "1"
     else:

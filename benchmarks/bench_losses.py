@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     out = args.out or C.default_out("losses", quick)
 
     print(f"bench_losses: B={batches} D={args.dim} rounds={rounds} load={C.load_average():.2f}")
-    workers = C.open_workers(SIDES, out.parent / "logs")
+    workers = C.open_workers(SIDES, C.LOG_DIR)
     load_start = C.load_average()
     t0 = time.perf_counter()
     try:

@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     configs = [(b, d) for b in batches for d in dims]
 
     print(f"bench_ssl_losses: B={batches} D={dims} rounds={rounds} load={C.load_average():.2f}")
-    workers = C.open_workers(SIDES, out.parent / "logs")
+    workers = C.open_workers(SIDES, C.LOG_DIR)
     load_start = C.load_average()
     t0 = time.perf_counter()
     try:
