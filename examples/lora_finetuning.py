@@ -8,7 +8,9 @@
    weights, biases and BatchNorm frozen).
 3. Measure the original task again with the classifier frozen from step 1: accuracy on
    held-out 0-4 digits. Also report what the fine-tune was for: kNN accuracy of the
-   backbone's features on the new digits 5-9.
+   backbone's features on the new digits 5-9. For LoRA, also with the adapters switched
+   off (`without_lora`): the base weights are untouched, so that is the pretrained
+   model exactly, and one set of weights serves both tasks.
 
     python examples/lora_finetuning.py                      # full run, about 1-2 min on 2 cores
     python examples/lora_finetuning.py --smoke              # tiny, one epoch, for the tests
@@ -32,7 +34,12 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 from tfcontrast.evaluation import knn_accuracy  # noqa: E402
 from tfcontrast.layers import ProjectionHead, digits_augmentation  # noqa: E402
-from tfcontrast.models import ContrastiveModel, backbones, enable_lora  # noqa: E402
+from tfcontrast.models import (  # noqa: E402
+    ContrastiveModel,
+    backbones,
+    enable_lora,
+    without_lora,
+)
 
 
 def load_split(seed=0):
@@ -72,7 +79,12 @@ def main(argv=None):
     parser.add_argument("--pretrain_epochs", type=int, default=60)
     parser.add_argument("--finetune_epochs", type=int, default=40)
     parser.add_argument("--rank", type=int, default=4)
-    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument(
+        "--learning_rates",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[1e-3, 3e-4],
+        help="comma-separated Adam learning rates; full and LoRA run at each",
+    )
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="tiny data, one epoch")
@@ -80,6 +92,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.smoke:
         args.pretrain_epochs = args.finetune_epochs = 1
+        args.learning_rates = args.learning_rates[:1]
 
     x_train, x_test, y_train, y_test = load_split(args.seed)
     old_train, old_test = y_train < 5, y_test < 5
@@ -129,20 +142,23 @@ def main(argv=None):
 
     results = {"pretrained": report("pretrained", backbone)}
 
-    # 2a. Full contrastive fine-tuning on digits 5-9 (no labels).
-    full = copy_backbone(backbone)
-    losses, seconds = fine_tune(
-        full, xb, args.finetune_epochs, args.learning_rate, args.batch_size, args.seed
-    )
-    results["full_finetune"] = report("full fine-tune", full, seconds, losses)
-
-    # 2b. LoRA fine-tuning: same data, same schedule, only the adapters train.
-    lora = copy_backbone(backbone)
-    lora_parameters = enable_lora(lora, rank=args.rank)
-    losses, seconds = fine_tune(
-        lora, xb, args.finetune_epochs, args.learning_rate, args.batch_size, args.seed
-    )
-    results["lora_finetune"] = report("LoRA fine-tune", lora, seconds, losses, lora_parameters)
+    # 2. Contrastive fine-tuning on digits 5-9 (no labels), full or LoRA, at each
+    # learning rate: same data, same schedule. The first rate gives the headline keys.
+    for i, lr in enumerate(args.learning_rates):
+        suffix = "" if i == 0 else f"_lr{lr:g}"
+        full = copy_backbone(backbone)
+        losses, seconds = fine_tune(full, xb, args.finetune_epochs, lr, args.batch_size, args.seed)
+        results["full_finetune" + suffix] = report(f"full, lr {lr:g}", full, seconds, losses)
+        lora = copy_backbone(backbone)
+        lora_parameters = enable_lora(lora, rank=args.rank)
+        losses, seconds = fine_tune(lora, xb, args.finetune_epochs, lr, args.batch_size, args.seed)
+        results["lora_finetune" + suffix] = report(
+            f"LoRA r{args.rank}, lr {lr:g}", lora, seconds, losses, lora_parameters
+        )
+        # The base weights never moved: switching the adapters off gives the
+        # pretrained model back, so one set of weights serves both tasks.
+        with without_lora(lora):
+            results["lora_adapters_off" + suffix] = report("LoRA, adapters off", lora)
 
     results["settings"] = {
         "data": "sklearn load_digits, stratified 70/30 split; old task = digits 0-4, "
@@ -155,7 +171,7 @@ def main(argv=None):
             "projector": "ProjectionHead((256,), 64)",
             "augmentation": "tfcontrast.layers.digits_augmentation",
             "epochs": args.finetune_epochs,
-            "optimizer": f"Adam({args.learning_rate})",
+            "optimizer": f"Adam, learning rates {args.learning_rates}",
             "batch": args.batch_size,
         },
         "lora": {"rank": args.rank, "target": "Conv2D + Dense", "freeze_rest": True},

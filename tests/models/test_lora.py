@@ -14,6 +14,7 @@ from tfcontrast.models import (
     count_lora_parameters,
     enable_lora,
     lora_variables,
+    without_lora,
 )
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -73,6 +74,14 @@ def test_only_lora_weights_change_in_contrastive_fit():
             np.testing.assert_array_equal(w.numpy(), frozen[w.path], err_msg=w.path)
     lora_after = [w.numpy() for w in lora_variables(backbone)]
     assert any(not np.allclose(a, b) for a, b in zip(lora_before, lora_after))
+    # Adapters off: exactly the pretrained backbone; back on afterwards.
+    x = images(8, seed=3)
+    pretrained = tiny_backbone()
+    adapted = np.asarray(backbone(x))
+    assert not np.allclose(adapted, pretrained(x), atol=1e-5)
+    with without_lora(backbone):
+        np.testing.assert_allclose(backbone(x), pretrained(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(backbone(x), adapted, rtol=1e-6)
 
 
 def test_keras_round_trip_keeps_the_adapted_model(tmp_path):
@@ -115,8 +124,10 @@ def test_example_smoke_run_keeps_the_old_task_with_lora():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     results = module.main(["--smoke"])
-    for key in ("pretrained", "full_finetune", "lora_finetune"):
+    for key in ("pretrained", "full_finetune", "lora_finetune", "lora_adapters_off"):
         assert 0.0 <= results[key]["old_task_accuracy"] <= 1.0
     lora = results["lora_finetune"]
     assert lora["lora_parameters"] == lora["trainable_parameters"]  # backbone weights
     assert lora["trainable_parameters"] < results["full_finetune"]["trainable_parameters"]
+    off = results["lora_adapters_off"]["old_task_accuracy"]
+    assert off == results["pretrained"]["old_task_accuracy"]

@@ -38,6 +38,7 @@ model.fit(new_images, epochs=20)                      # only the adapters (and t
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import keras
@@ -157,4 +158,37 @@ def enable_lora(
     return count_lora_parameters(model)
 
 
-__all__ = ["DEFAULT_TARGETS", "count_lora_parameters", "enable_lora", "lora_variables"]
+@contextlib.contextmanager
+def without_lora(model):
+    """Context in which `model` computes with its base weights only (adapters off).
+
+    The LoRA `B` matrices are set to zero inside the block and restored after it. Since
+    the base weights never change during LoRA fine-tuning, this gives back the
+    pretrained model exactly: one set of weights serves the original task (adapters
+    off) and the new one (adapters on).
+
+    Example:
+
+    ```python
+    with without_lora(backbone):
+        old_task_features = backbone.predict(images)
+    ```
+    """
+    layers = [layer for layer in _all_layers(model) if getattr(layer, "lora_enabled", False)]
+    saved = [layer.lora_kernel_b.numpy() for layer in layers]
+    try:
+        for layer in layers:
+            layer.lora_kernel_b.assign(keras.ops.zeros(layer.lora_kernel_b.shape))
+        yield model
+    finally:
+        for layer, value in zip(layers, saved):
+            layer.lora_kernel_b.assign(value)
+
+
+__all__ = [
+    "DEFAULT_TARGETS",
+    "count_lora_parameters",
+    "enable_lora",
+    "lora_variables",
+    "without_lora",
+]
