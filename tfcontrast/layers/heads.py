@@ -40,6 +40,11 @@ class ProjectionHead(keras.layers.Layer):
         output_batch_norm: BatchNorm (without scale and offset) after the last Dense,
             as in SimSiam and Barlow Twins' projector.
         activation: activation of the hidden layers.
+        synchronized: BatchNorm statistics over the global batch under `tf.distribute`
+            (`keras.layers.BatchNormalization(synchronized=True)`, TensorFlow backend;
+            on JAX with `DataParallel` the statistics are global anyway). With the
+            default `False` each replica normalises with its local batch, as in
+            SimCLR's non-synchronized baseline.
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class ProjectionHead(keras.layers.Layer):
         batch_norm: bool = True,
         output_batch_norm: bool = False,
         activation: str = "relu",
+        synchronized: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -57,15 +63,20 @@ class ProjectionHead(keras.layers.Layer):
         self.batch_norm = bool(batch_norm)
         self.output_batch_norm = bool(output_batch_norm)
         self.activation = activation
+        self.synchronized = bool(synchronized)
         self.blocks = []
         for width in self.hidden_dims:
             self.blocks.append(keras.layers.Dense(width, use_bias=not self.batch_norm))
             if self.batch_norm:
-                self.blocks.append(keras.layers.BatchNormalization())
+                self.blocks.append(keras.layers.BatchNormalization(synchronized=self.synchronized))
             self.blocks.append(keras.layers.Activation(activation))
         self.blocks.append(keras.layers.Dense(self.output_dim, use_bias=not self.output_batch_norm))
         if self.output_batch_norm:
-            self.blocks.append(keras.layers.BatchNormalization(center=False, scale=False))
+            self.blocks.append(
+                keras.layers.BatchNormalization(
+                    center=False, scale=False, synchronized=self.synchronized
+                )
+            )
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -90,6 +101,7 @@ class ProjectionHead(keras.layers.Layer):
             "batch_norm": self.batch_norm,
             "output_batch_norm": self.output_batch_norm,
             "activation": self.activation,
+            "synchronized": self.synchronized,
         }
 
 
