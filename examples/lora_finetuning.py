@@ -1,4 +1,4 @@
-"""LoRA avoids catastrophic forgetting: contrastive fine-tuning, full vs low-rank.
+"""Catastrophic forgetting under contrastive fine-tuning: full vs LoRA.
 
 1. Pretrain a small ConvNet with a linear classifier, supervised, on digits 0-4
    (scikit-learn's 8x8 digits, stratified held-out test split).
@@ -12,7 +12,14 @@
    off (`without_lora`): the base weights are untouched, so that is the pretrained
    model exactly, and one set of weights serves both tasks.
 
-    python examples/lora_finetuning.py                      # full run, about 1-2 min on 2 cores
+Measured (benchmarks/results/lora.json; old-task accuracy / new-digits kNN, pretrained
+0.996 / 0.888): at Adam 1e-3, full 0.930 / 0.978 and LoRA rank 4 0.926 / 0.970 (with the
+adapters on, LoRA forgets as much as a full fine-tune at the same rate); at 3e-4, full
+0.963 / 0.963 and LoRA 0.993 / 0.914 (LoRA keeps the old task but learns less); LoRA with
+the adapters off: 0.996 exactly, at any rate. What LoRA guarantees is that the base
+weights survive; how much the adapted model forgets is set by the size of the update.
+
+    python examples/lora_finetuning.py                      # full run, about 2-3 min on 2 idle cores
     python examples/lora_finetuning.py --smoke              # tiny, one epoch, for the tests
     python examples/lora_finetuning.py --output benchmarks/results/lora.json
 """
