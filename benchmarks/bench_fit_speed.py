@@ -1,0 +1,335 @@
+"""Training speed of SimCLR: `ContrastiveModel.fit` vs a hand-written loop vs TF Similarity.
+
+Three implementations of one SimCLR training step (CIFAR ResNet-18, 32x32x3 random
+images, batch B = 128, i.e. 256 views per step, projector Dense(2048)-BN-ReLU-Dense(128),
+NT-Xent at temperature 0.5, SGD with momentum 0.9):
+
+- `ours`: `tfcontrast.models.ContrastiveModel(algorithm="simclr")` trained by `fit`;
+- `manual`: the same Keras 3 model parts (same backbone and head classes) trained by a
+  minimal hand-written `tf.function` step (`GradientTape`, `NTXentLoss`,
+  `optimizer.apply_gradients`);
+- `tfsim`: TensorFlow Similarity's `ContrastiveModel(algorithm="simclr")` with its
+  `SimCLRLoss`, a layer-for-layer equal ResNet-18 and projector written with legacy
+  Keras (`tf_keras`), run in its own interpreter
+  (`TF_USE_LEGACY_KERAS=1 /root/.cache/tfcontrast-peers/tfsim/bin/python`).
+
+The augmentation is the same TensorFlow function for all three (random crop from a
+4-pixel padding, horizontal flip, brightness jitter), applied in the `tf.data` pipeline
+that makes the two views, so every implementation gets exactly the same input work.
+Each run is a separate process with the same thread settings (`--threads`); runs are
+alternated (ours, manual, tfsim, ours, ...) and the median steps/s is reported. Steps/s
+is measured over `--steps` steps after `--warmup` steps (tracing and the first step
+excluded).
+
+    python benchmarks/bench_fit_speed.py            # B=128, 3 rounds (slow on 2 cores)
+    python benchmarks/bench_fit_speed.py --rounds 2 --steps 3 --warmup 1   # ~20 min at load 14
+    python benchmarks/bench_fit_speed.py --quick    # B=32, 1 round, 3 steps
+
+All three models have the same 12,483,776 trainable parameters (checked in the JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+TFSIM_PYTHON = "/root/.cache/tfcontrast-peers/tfsim/bin/python"
+TEMPERATURE = 0.5
+
+
+# -- shared by every worker (TensorFlow only, no Keras) -----------------------------
+def make_dataset(tf, batch_size, n_images=512, seed=0):
+    rng = tf.random.Generator.from_seed(seed)
+    images = rng.uniform((n_images, 32, 32, 3))
+
+    def augment(x):
+        b = tf.shape(x)[0]
+        x = tf.pad(x, [[0, 0], [4, 4], [4, 4], [0, 0]], mode="REFLECT")
+        x = tf.image.random_crop(x, tf.stack([b, 32, 32, 3]))
+        flip = tf.random.uniform((b, 1, 1, 1)) < 0.5
+        x = tf.where(flip, tf.reverse(x, axis=[2]), x)
+        x = x + tf.random.uniform((b, 1, 1, 1), -0.2, 0.2)
+        return tf.clip_by_value(x, 0.0, 1.0)
+
+    ds = tf.data.Dataset.from_tensor_slices(images).repeat().batch(batch_size, drop_remainder=True)
+    ds = ds.map(lambda x: (augment(x), augment(x)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def set_threads(tf, threads):
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def resnet18_legacy(K, width=64):
+    """Layer-for-layer copy of `tfcontrast.models.backbones.cifar_resnet18` in `K`."""
+    L = K.layers
+
+    def conv_bn(x, filters, kernel, stride):
+        x = L.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False)(x)
+        return L.BatchNormalization()(x)
+
+    inputs = K.Input((32, 32, 3))
+    x = L.ReLU()(conv_bn(inputs, width, 3, 1))
+    for stage, mult in enumerate((1, 2, 4, 8)):
+        for block in range(2):
+            stride = 2 if stage > 0 and block == 0 else 1
+            y = L.ReLU()(conv_bn(x, width * mult, 3, stride))
+            y = conv_bn(y, width * mult, 3, 1)
+            shortcut = x
+            if stride != 1 or x.shape[-1] != width * mult:
+                shortcut = conv_bn(x, width * mult, 1, stride)
+            x = L.ReLU()(L.Add()([y, shortcut]))
+    return K.Model(inputs, L.GlobalAveragePooling2D()(x))
+
+
+class _Timer:
+    """Wall-clock time at the end of given steps, synchronised on the loss value."""
+
+    def __init__(self, warmup):
+        self.warmup, self.times = warmup, {}
+
+    def mark(self, step, loss):
+        float(loss)  # wait for the step to finish
+        self.times[step] = time.perf_counter()
+
+
+# -- workers -------------------------------------------------------------------------
+def worker_ours(args):
+    import tensorflow as tf
+
+    set_threads(tf, args.threads)
+    import keras
+
+    from tfcontrast.layers import ProjectionHead
+    from tfcontrast.models import ContrastiveModel, algorithms, backbones
+
+    keras.utils.set_random_seed(0)
+    ds = make_dataset(tf, args.batch_size).map(lambda a, b: tf.stack([a, b], axis=1))
+    model = ContrastiveModel(
+        backbones.cifar_resnet18((32, 32, 3)),
+        projector=ProjectionHead((2048,), 128),
+        algorithm=algorithms.SimCLR(temperature=TEMPERATURE),
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    timer = _Timer(args.warmup)
+    total = args.warmup + args.steps
+
+    class Cb(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch + 1 in (args.warmup, total):
+                timer.mark(batch + 1, logs["loss"])
+
+    model.fit(ds, steps_per_epoch=total, epochs=1, verbose=0, callbacks=[Cb()])
+    params = int(sum(w.numpy().size for w in model.trainable_weights))
+    return timer, params
+
+
+def worker_manual(args):
+    import tensorflow as tf
+
+    set_threads(tf, args.threads)
+    import keras
+
+    from tfcontrast.layers import ProjectionHead
+    from tfcontrast.losses import NTXentLoss
+    from tfcontrast.models import backbones
+
+    keras.utils.set_random_seed(0)
+    ds = make_dataset(tf, args.batch_size)
+    backbone = backbones.cifar_resnet18((32, 32, 3))
+    projector = ProjectionHead((2048,), 128)
+    projector.build((None, 512))
+    loss_fn = NTXentLoss(temperature=TEMPERATURE)
+    optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
+    variables = backbone.trainable_variables + projector.trainable_variables
+    optimizer.build(variables)
+
+    @tf.function(jit_compile=False)
+    def step(v1, v2):
+        b = tf.shape(v1)[0]
+        with tf.GradientTape() as tape:
+            z = projector(backbone(tf.concat([v1, v2], 0), training=True), training=True)
+            loss = loss_fn(None, tf.stack([z[:b], z[b:]], axis=1))
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    timer = _Timer(args.warmup)
+    total = args.warmup + args.steps
+    for i, (v1, v2) in enumerate(ds.take(total)):
+        loss = step(v1, v2)
+        if i + 1 in (args.warmup, total):
+            timer.mark(i + 1, loss)
+    params = int(sum(w.numpy().size for w in variables))
+    return timer, params
+
+
+def worker_tfsim(args):
+    import tensorflow as tf
+
+    set_threads(tf, args.threads)
+    import tensorflow_similarity as tfsim
+
+    K = tf.keras
+    tf.random.set_seed(0)
+    ds = make_dataset(tf, args.batch_size)
+    backbone = resnet18_legacy(K)
+    projector = K.Sequential(
+        [
+            K.Input((512,)),
+            K.layers.Dense(2048, use_bias=False),
+            K.layers.BatchNormalization(),
+            K.layers.ReLU(),
+            K.layers.Dense(128),
+        ]
+    )
+    model = tfsim.models.ContrastiveModel(
+        backbone=backbone, projector=projector, algorithm="simclr"
+    )
+    model.compile(
+        optimizer=K.optimizers.SGD(0.05, momentum=0.9),
+        loss=tfsim.losses.SimCLRLoss(temperature=TEMPERATURE),
+    )
+    timer = _Timer(args.warmup)
+    total = args.warmup + args.steps
+
+    class Cb(K.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch + 1 in (args.warmup, total):
+                timer.mark(batch + 1, logs["loss"])
+
+    model.fit(ds, steps_per_epoch=total, epochs=1, verbose=0, callbacks=[Cb()])
+    params = int(
+        sum(int(tf.size(w)) for w in backbone.trainable_weights + projector.trainable_weights)
+    )
+    return timer, params
+
+
+WORKERS = {"ours": worker_ours, "manual": worker_manual, "tfsim": worker_tfsim}
+
+
+def run_worker(args):
+    timer, params = WORKERS[args.worker](args)
+    seconds = timer.times[args.warmup + args.steps] - timer.times[args.warmup]
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "worker": args.worker,
+                "steps_per_second": args.steps / seconds,
+                "seconds": seconds,
+                "trainable_parameters": params,
+                "load_average": os.getloadavg(),
+            }
+        ),
+        flush=True,
+    )
+
+
+# -- driver --------------------------------------------------------------------------
+def spawn(worker, args):
+    python = TFSIM_PYTHON if worker == "tfsim" else sys.executable
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    if worker == "tfsim":
+        env["TF_USE_LEGACY_KERAS"] = "1"
+    cmd = [
+        python,
+        os.path.abspath(__file__),
+        "--worker",
+        worker,
+        "--batch_size",
+        str(args.batch_size),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+    ]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(f"{worker} failed:\n{out.stderr[-3000:]}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", choices=sorted(WORKERS), default=None)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", default="ours,manual,tfsim")
+    parser.add_argument("--quick", action="store_true", help="B=32, 3 steps, 1 round")
+    parser.add_argument("--output", default="benchmarks/results/fit_speed.json")
+    args = parser.parse_args(argv)
+    if args.worker:
+        return run_worker(args)
+    if args.quick:
+        args.batch_size, args.steps, args.rounds = 32, 3, 1
+
+    workers = [w for w in args.workers.split(",") if w]
+    runs = {w: [] for w in workers}
+    load_start = os.getloadavg()
+    for r in range(args.rounds):
+        for w in workers:
+            result = spawn(w, args)
+            runs[w].append(result)
+            print(
+                f"round {r + 1} {w:>6}: {result['steps_per_second']:.4f} steps/s "
+                f"(load {result['load_average'][0]:.2f})",
+                flush=True,
+            )
+    medians = {w: statistics.median(x["steps_per_second"] for x in runs[w]) for w in workers}
+    result = {
+        "benchmark": "fit_speed",
+        "setup": {
+            "model": "SimCLR, CIFAR ResNet-18 (3x3 stem, no max-pool) + Dense(2048)-BN-ReLU-"
+            "Dense(128), NT-Xent t=0.5, SGD(0.05, momentum 0.9)",
+            "input": "random 32x32x3 images, two views by one tf.data augmentation "
+            "(pad-4 random crop, flip, brightness) for every implementation",
+            "batch_size": args.batch_size,
+            "views_per_step": 2 * args.batch_size,
+            "warmup_steps": args.warmup,
+            "measured_steps": args.steps,
+            "rounds": args.rounds,
+            "threads": {"intra_op": args.threads, "inter_op": args.threads},
+            "tfsim": "tensorflow-similarity 0.17.1 ContrastiveModel('simclr'), tf_keras "
+            "(TF_USE_LEGACY_KERAS=1), separate interpreter",
+        },
+        "runs": runs,
+        "median_steps_per_second": medians,
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "load_average_start": load_start,
+            "load_average_end": os.getloadavg(),
+            "note": "shared machine: other jobs ran at the same time (see load averages)",
+        },
+        "quick": args.quick,
+    }
+    if "ours" in medians and "manual" in medians:
+        result["ours_over_manual"] = medians["ours"] / medians["manual"]
+        print(f"ours / manual loop: {result['ours_over_manual']:.3f} (target >= 0.95)")
+    if "ours" in medians and "tfsim" in medians:
+        result["ours_over_tfsim"] = medians["ours"] / medians["tfsim"]
+        print(f"ours / TF Similarity: {result['ours_over_tfsim']:.3f} (target >= 1.0)")
+    if args.output and not args.quick:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.output}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
