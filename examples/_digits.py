@@ -30,11 +30,13 @@ from tfcontrast.models import backbones  # noqa: E402
 from tfcontrast.optimizers import warmup_cosine_decay  # noqa: E402
 
 
-def parse_args(doc: str, argv=None, epochs: int = 50, extra=None) -> argparse.Namespace:
+def parse_args(
+    doc: str, argv=None, epochs: int = 50, batch_size: int = 256, extra=None
+) -> argparse.Namespace:
     """The flags every digits example has; `extra(parser)` adds the script's own."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, default=batch_size)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -44,7 +46,7 @@ def parse_args(doc: str, argv=None, epochs: int = 50, extra=None) -> argparse.Na
         extra(parser)
     args = parser.parse_args(argv)
     if args.smoke:
-        args.epochs, args.batch_size = 1, 128
+        args.epochs, args.batch_size = 1, min(args.batch_size, 128)
     return args
 
 

@@ -4,7 +4,8 @@ BYOL (Grill et al., NeurIPS 2020) trains an online network (backbone, projector,
 predictor) to predict the projection that a momentum (EMA) target network gives of the
 other view. The target's momentum rises from `momentum` to 1 along a cosine over
 training (`ContrastiveModel.fit` counts the steps). The predictor is what keeps BYOL
-from collapsing; pass a small one here (the paper's is 4096 wide).
+from collapsing; pass a small one here (the paper's is 4096 wide). BYOL needs more
+steps than the contrastive methods: batches of 128 (twice the steps of 256) help.
 
     python examples/byol_digits.py            # full run
     python examples/byol_digits.py --smoke    # tiny subset, one epoch (tests)
@@ -17,7 +18,7 @@ from tfcontrast.models import ContrastiveModel, algorithms
 
 
 def main(argv=None):
-    args = _digits.parse_args(__doc__, argv, epochs=40)
+    args = _digits.parse_args(__doc__, argv, epochs=40, batch_size=128)
     data = _digits.load(args)
 
     model = ContrastiveModel(

@@ -7,6 +7,10 @@ vocabulary). Two towers, an image ConvNet and a text MLP, map both modalities in
 one 64-d space, trained with CLIP's symmetric InfoNCE (`CLIPLoss`, learnable
 temperature) or SigLIP's pairwise sigmoid loss (`--loss=siglip`).
 
+Batches are small (64): with 10 classes, a batch of B holds about B/10 captions of each
+digit, and the other captions of an image's digit count as negatives for CLIP; with
+B=256 (and 4x fewer steps) zero-shot accuracy stays near 0.3 after 30 epochs.
+
 The learnable logit scale lives in a `tfcontrast.layers.LogitScale` layer that the
 loss creates; the model must own it so that `fit` trains and saves it:
 `model.logit_scale = loss.logit_scale`.
@@ -76,7 +80,7 @@ def flags(parser):
 
 
 def main(argv=None):
-    args = _digits.parse_args(__doc__, argv, epochs=30, extra=flags)
+    args = _digits.parse_args(__doc__, argv, epochs=30, batch_size=64, extra=flags)
     x_train, y_train, x_test, y_test = _digits.load(args)
     rng = np.random.default_rng(args.seed)
     text_train = bag_of_words([caption(c, rng, args.noise) for c in y_train])

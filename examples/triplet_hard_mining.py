@@ -1,7 +1,8 @@
 """Triplet loss with batch-hard mining on class-balanced P x K batches (digits).
 
 Batch-hard mining (Hermans et al., 2017) takes, for every anchor, its farthest positive
-and its closest negative in the batch. It needs positives in every batch, so batches
+and its closest negative in the batch; the soft-margin triplet loss
+`log(1 + exp(d(a, p) - d(a, n)))` on Euclidean distances follows the same paper. It needs positives in every batch, so batches
 are drawn class-balanced with `tfcontrast.data.class_balanced`: P classes x K images
 each (here 10 x 16), augmented on the fly. `--xbm` wraps the loss in
 `CrossBatchMemory`, which also mines in the embeddings of the last 1024 images
@@ -49,7 +50,9 @@ def main(argv=None):
     )
 
     model = _digits.backbone(args, output_dim=64)  # images -> 64-d embeddings
-    loss = tfcontrast.losses.TripletLoss(margin=0.2, miner="hard", distance="cosine")
+    # Hermans et al.'s setting: soft margin, Euclidean distance. (A hinge on cosine
+    # distance from scratch collapses here: every triplet stalls at loss = margin.)
+    loss = tfcontrast.losses.TripletLoss(soft_margin=True, miner="hard", distance="euclidean")
     if args.xbm:
         loss = tfcontrast.losses.CrossBatchMemory(loss, memory_size=1024, embedding_dim=64)
     total_steps = steps_per_epoch * args.epochs

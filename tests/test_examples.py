@@ -103,6 +103,18 @@ def test_simclr_cifar10_on_mock_data(tmp_path, monkeypatch):
     assert is_accuracy(result["knn_accuracy"])
 
 
+def test_export_serving(tmp_path, monkeypatch):
+    pytest.importorskip("ai_edge_litert")
+    result = run_example("export_serving", ["--smoke", f"--out={tmp_path}"], monkeypatch)
+    assert os.path.exists(os.path.join(result["saved_model_path"], "saved_model.pb"))
+    assert result["saved_model_cosine_min"] > 0.999
+    for name in ("float32", "int8"):
+        assert os.path.getsize(result[f"tflite_{name}_path"]) > 0
+        assert is_accuracy(result[f"tflite_{name}_knn_accuracy"])
+    # The float32 TFLite model embeds like the Keras model.
+    assert abs(result["tflite_float32_knn_accuracy"] - result["keras_knn_accuracy"]) <= 0.02
+
+
 def test_every_example_is_tested():
     tested = set(DIGITS_SSL) | {
         "triplet_hard_mining",
@@ -111,8 +123,9 @@ def test_every_example_is_tested():
         "cmc_multiview",
         "image_search",
         "simclr_cifar10",
+        "export_serving",
     }
     scripts = {f[:-3] for f in os.listdir(EXAMPLES) if f.endswith(".py") and f[0] != "_"}
-    # Examples with their own test elsewhere (written by other helpers) are listed here.
-    elsewhere = {"lora_finetuning", "export_serving"}
+    # Examples tested in another file.
+    elsewhere = {"lora_finetuning"}  # tests/models/test_lora.py
     assert scripts - tested - elsewhere == set()
