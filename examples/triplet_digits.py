@@ -10,7 +10,6 @@ accuracy on held-out digits before and after training, and against raw pixels.
 import argparse
 
 import keras
-import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier

@@ -117,6 +117,10 @@ class TripletLoss(MiningLoss):
             every valid triplet, `O(B M^2)` memory) or a `tfcontrast.miners.Miner`.
         distance: a distance name or object (default `"cosine"`).
 
+    Batch-hard mining from scratch with the hinge can stall at `loss == margin` (all
+    embeddings collapse together); Hermans et al. pair it with `soft_margin=True` and
+    `distance="euclidean"`, which trains reliably.
+
     Example:
 
     ```python

@@ -84,12 +84,14 @@ class KNNMonitor(keras.callbacks.Callback):
         if (epoch + 1) % self.every and (last is None or epoch + 1 != last):
             return
         train_x, train_y, val_x, val_y = self.data
+        # A memory bank smaller than `k` votes with all of it.
+        k = min(self.k, len(train_y))
         accuracy = knn_accuracy(
             _embed(self.model, train_x, self.batch_size),
             train_y,
             _embed(self.model, val_x, self.batch_size),
             val_y,
-            k=self.k,
+            k=k,
             temperature=self.temperature,
         )
         if logs is not None:
