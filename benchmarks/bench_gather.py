@@ -52,22 +52,27 @@ def make_losses():
     }
 
 
-def timed(fn, arg, repeats):
-    fn(arg)  # trace
-    fn(arg)  # warm
-    times = []
+def timed(fns, arg, repeats):
+    """Median and min seconds of each function, measured interleaved (round robin) so
+    that a change in the machine's load affects them alike."""
+    for fn in fns.values():
+        fn(arg)  # trace
+        fn(arg)  # warm
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn(arg)
-        tf.nest.map_structure(lambda t: t.numpy(), out)  # wait for the result
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), float(np.min(times))
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            out = fn(arg)
+            tf.nest.map_structure(lambda t: t.numpy(), out, expand_composites=True)  # wait
+            times[name].append(time.perf_counter() - start)
+    return {name: (float(np.median(t)), float(np.min(t))) for name, t in times.items()}
 
 
 def bench(batch, dim, repeats):
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     strategy = tf.distribute.MirroredStrategy(devices)
     rng = np.random.default_rng(0)
+    original = distribute._replica_context
     results = {}
     for name, (loss, views) in make_losses().items():
         shape = (2 * batch, 2, dim) if views else (2 * batch, dim)
@@ -98,16 +103,29 @@ def bench(batch, dim, repeats):
         def compiled(step):
             return tf.function(lambda d: strategy.run(step, args=(d,)), autograph=False)
 
-        entry = {}
-        entry["global_s"], entry["global_min_s"] = timed(compiled(replica_step), dist, repeats)
-        entry["gather_only_s"], _ = timed(compiled(gather_step), dist, repeats)
-        original = distribute._replica_context
-        distribute._replica_context = lambda: None
-        try:
-            entry["local_s"], entry["local_min_s"] = timed(compiled(replica_step), dist, repeats)
-        finally:
-            distribute._replica_context = original
+        def local_only(d, step=replica_step):
+            # The gather switched off while tracing: each replica keeps its own rows.
+            distribute._replica_context = lambda: None
+            try:
+                return strategy.run(step, args=(d,))
+            finally:
+                distribute._replica_context = original
+
+        fns = {
+            "global": compiled(replica_step),
+            "local": tf.function(local_only, autograph=False),
+            "gather_only": compiled(gather_step),
+        }
+        got = timed(fns, dist, repeats)
+        entry = {
+            "global_s": got["global"][0],
+            "global_min_s": got["global"][1],
+            "local_s": got["local"][0],
+            "local_min_s": got["local"][1],
+            "gather_only_s": got["gather_only"][0],
+        }
         entry["ratio_global_over_local"] = entry["global_s"] / entry["local_s"]
+        entry["ratio_of_minima"] = entry["global_min_s"] / entry["local_min_s"]
         entry["gather_share_of_global"] = entry["gather_only_s"] / entry["global_s"]
         results[name] = entry
         print(

@@ -11,6 +11,7 @@ The public surface is organised in submodules:
 - `tfcontrast.data`: multi-view and class-balanced datasets (TensorFlow, loaded lazily).
 - `tfcontrast.evaluation`: kNN / linear probes, retrieval and clustering metrics, plots.
 - `tfcontrast.retrieval`: an embedding index for search.
+- `tfcontrast.distribute`: global-batch gather and strategies for `tf.distribute`.
 - `tfcontrast.export`: SavedModel (TF Serving) and TFLite export; import it explicitly.
 """
 
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 from tfcontrast import (  # noqa: E402
     data,
     distances,
+    distribute,
     evaluation,
     layers,
     losses,
@@ -32,6 +34,7 @@ __all__ = [
     "__version__",
     "data",
     "distances",
+    "distribute",
     "evaluation",
     "layers",
     "losses",

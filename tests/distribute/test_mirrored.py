@@ -3,7 +3,8 @@
 The comparisons run in a subprocess (`_mirrored_worker.py`), because logical devices
 must be configured before TensorFlow initialises and the pytest process is shared with
 other test files. Each subprocess runs once per module and writes a JSON report; the
-tests below assert on it, one test per loss / algorithm.
+tests below assert on it, one test per loss / algorithm. The two subprocesses (losses,
+models) run side by side, once per session even under pytest-xdist.
 
 What is compared, on the same global batch of 8 split across the replicas:
 
@@ -20,6 +21,7 @@ What is compared, on the same global batch of 8 split across the replicas:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -34,29 +36,68 @@ HERE = Path(__file__).parent
 TOL = 1e-5
 
 
-def _run(task, tmp_path_factory):
-    out = tmp_path_factory.mktemp(task) / "report.json"
+def _run_workers(out_dir):
+    """Runs the losses and models workers side by side; returns their reports."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "_mirrored_worker.py"), task, str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"{task} worker failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    return json.loads(out.read_text())
+    procs = {}
+    for task in ("losses", "models"):
+        log = open(out_dir / f"{task}.log", "w")
+        procs[task] = subprocess.Popen(
+            [sys.executable, str(HERE / "_mirrored_worker.py"), task, str(out_dir / task)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    failures = []
+    for task, proc in procs.items():
+        try:
+            proc.wait(timeout=900)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.returncode != 0:
+            failures.append(
+                f"{task} worker failed:\n{(out_dir / f'{task}.log').read_text()[-4000:]}"
+            )
+    if failures:
+        return {"error": "\n".join(failures)}
+    return {task: json.loads((out_dir / task).read_text()) for task in procs}
 
 
 @pytest.fixture(scope="module")
-def loss_report(tmp_path_factory):
-    return _run("losses", tmp_path_factory)
+def reports(tmp_path_factory):
+    """The workers' reports, computed once per test session.
+
+    Under pytest-xdist every worker process would run a module-scoped fixture; the
+    first one to take the lock runs the subprocesses, the others read its result.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this session
+    out_dir = root / "tfcontrast_distribute_mirrored"
+    out_dir.mkdir(exist_ok=True)
+    result = out_dir / "reports.json"
+    with open(out_dir / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not result.exists():
+                result.write_text(json.dumps(_run_workers(out_dir)))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    data = json.loads(result.read_text())
+    if "error" in data:
+        pytest.fail(data["error"])
+    return data
 
 
-@pytest.fixture(scope="module")
-def model_report(tmp_path_factory):
-    return _run("models", tmp_path_factory)
+@pytest.fixture
+def loss_report(reports):
+    return reports["losses"]
+
+
+@pytest.fixture
+def model_report(reports):
+    return reports["models"]
 
 
 def _close(entry, key):
@@ -97,7 +138,8 @@ def test_fit_step_matches_one_device(algorithm, model_report):
     entry = model_report[algorithm]
     assert entry["moved"] > 1e-3, entry  # the step did change the weights
     for replicas in REPLICAS:
-        assert entry[str(replicas)]["weight_err"] <= TOL, (replicas, entry)
+        scale = max(1.0, entry["weight_scale"])
+        assert entry[str(replicas)]["weight_err"] <= TOL * scale, (replicas, entry)
         assert entry[str(replicas)]["loss_err"] <= TOL * max(1.0, abs(entry["loss"])), entry
 
 
