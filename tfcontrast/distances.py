@@ -45,6 +45,7 @@ def _safe_sqrt(x):
 
 def l2_normalize(x, axis=-1):
     """L2-normalises `x` along `axis`; zero vectors stay zero (no NaN)."""
+    x = ops.convert_to_tensor(x)  # torch: a NumPy array times a tensor raises
     sq = ops.sum(ops.square(x), axis=axis, keepdims=True)
     return x * ops.rsqrt(ops.maximum(sq, _EPS))
 
@@ -242,8 +243,12 @@ _REGISTRY: dict[str, type[Distance]] = {
         WassersteinDistance,
     )
 }
-_ALIASES = {"l2": "euclidean", "sqeuclidean": "squared_euclidean", "l1": "manhattan",
-            "inner_product": "dot"}
+_ALIASES = {
+    "l2": "euclidean",
+    "sqeuclidean": "squared_euclidean",
+    "l1": "manhattan",
+    "inner_product": "dot",
+}
 
 
 def names() -> list[str]:
@@ -261,8 +266,9 @@ def get(identifier: str | Distance | dict) -> Distance:
     Raises:
         ValueError: for an unknown name; the message lists the valid names.
     """
-    return resolve(identifier, base=Distance, registry=_REGISTRY, aliases=_ALIASES,
-                   argument="distance")
+    return resolve(
+        identifier, base=Distance, registry=_REGISTRY, aliases=_ALIASES, argument="distance"
+    )
 
 
 def serialize(distance: Distance) -> dict:
