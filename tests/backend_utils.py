@@ -51,6 +51,8 @@ def value_and_grad(fn, *args):
 
         tensors = [torch.tensor(a, requires_grad=True) for a in args]
         out = fn(*tensors)
+        if not out.requires_grad:  # the output does not depend on the inputs
+            return to_numpy(out), [np.zeros_like(a) for a in args]
         grads = torch.autograd.grad(out.sum(), tensors, allow_unused=True)
         grads = [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)]
         return to_numpy(out.detach()), [to_numpy(g) for g in grads]
