@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfcontrast._masking import masked_logsumexp, masked_mean
+from tfcontrast._masking import masked_logsumexp, masked_mean, self_mask
 from tfcontrast.distances import l2_normalize
 from tfcontrast.layers.queue import MemoryQueue
 from tfcontrast.layers.scale import LogitScale
@@ -188,8 +188,8 @@ class NTXentLoss(_ViewLoss):
 
     Relation to other implementations (V = 2, same temperature): equals lightly's
     `NTXentLoss` (mean cross entropy over the `2N` rows). TF Similarity's `SimCLRLoss`
-    returns one direction (view a as anchors) and L2-normalises each whole view tensor
-    rather than each row, so its value differs unless inputs are rescaled to match.
+    also L2-normalises each row, but returns `loss_a + loss_b` (the cross entropies with
+    view a and with view b as anchors) per example, so its value is exactly twice ours.
 
     Args:
         temperature: softmax temperature `t` (> 0). SimCLR uses 0.1 to 0.5.
@@ -211,15 +211,30 @@ class NTXentLoss(_ViewLoss):
     def call(self, y_true, y_pred):
         z = l2_normalize(y_pred)
         refs, offset = _gather_views(z)
-        batch, views = ops.shape(z)[0], z.shape[1]
-        logits = ops.matmul(_sample_major(z), ops.transpose(_sample_major(refs)))
-        logits = logits / self.temperature
-        is_self, same_example = _view_masks(batch, ops.shape(refs)[0], views, offset)
-        not_self = ops.logical_not(is_self)
-        log_prob = logits - masked_logsumexp(logits, ops.cast(not_self, "float32"), axis=1)[:, None]
-        positive = ops.cast(ops.logical_and(same_example, not_self), "float32")
-        per_anchor = -ops.sum(log_prob * positive, axis=1) / float(views - 1)
-        return ops.mean(ops.reshape(per_anchor, (-1, views)), axis=1)
+        views = z.shape[1]
+        anchors = _sample_major(z)
+        num_anchors = ops.shape(anchors)[0]
+        if isinstance(offset, int) and offset == 0:
+            # One replica: the references are the anchors and the logits are the Gram
+            # matrix L = Z Z^T / t, whose gradient is (G + G^T) Z / t. Computing it as
+            # Z stop_grad(Z)^T plus a zero-valued L^T - stop_grad(L^T) gives exactly
+            # that with one backward matmul instead of two (same value and gradient).
+            logits = ops.matmul(anchors, ops.transpose(ops.stop_gradient(anchors)))
+            logits = logits / self.temperature
+            flipped = ops.transpose(logits)
+            logits = logits + (flipped - ops.stop_gradient(flipped))
+            is_self = ops.eye(num_anchors, dtype="bool")
+        else:
+            logits = ops.matmul(anchors, ops.transpose(_sample_major(refs)))
+            logits = logits / self.temperature
+            is_self = self_mask(num_anchors, ops.shape(refs)[0] * views, offset * views)
+        # The self-similarity leaves the denominator (every row keeps other candidates).
+        lse = ops.logsumexp(ops.where(is_self, -1e9, logits), axis=1)
+        # Positives, the anchor's other views, straight from the embeddings: anchor
+        # (i, k) scores sum_{l != k} z_ik . z_il = z_ik . (sum_l z_il - z_ik).
+        others = ops.sum(z, axis=1, keepdims=True) - z
+        positive = ops.sum(z * others, axis=-1) / (self.temperature * (views - 1))  # (B, V)
+        return ops.mean(ops.reshape(lse, (-1, views)) - positive, axis=1)
 
 
 # -- InfoNCE with explicit negatives ----------------------------------------------------
