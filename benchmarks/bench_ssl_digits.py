@@ -99,8 +99,7 @@ def scores(train_emb, train_y, test_emb, test_y, draws):
 
 def train(name, x_train, y_train, x_test, epochs, batch_size, learning_rate, seed):
     keras.utils.set_random_seed(seed)
-    algo = algorithms.get({"simclr": "simclr"}.get(name, name))
-    algo = type(algo)(**ALGORITHM_KWARGS.get(name, {}))
+    algo = type(algorithms.get(name))(**ALGORITHM_KWARGS.get(name, {}))
     model = ContrastiveModel(
         backbones.small_convnet((8, 8, 1), width=32, output_dim=128),
         projector=ProjectionHead((256,), 64),
