@@ -8,6 +8,7 @@ and serves the embedding from `call`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import keras
@@ -324,7 +325,10 @@ class ContrastiveModel(keras.Model):
             # `BackupAndRestore` can restore weights before training starts.
             shape = self._input_shape_of(x)
             if shape is not None:
-                self.build(shape)
+                # In the model's distribution scope, so that the variables are mirrored.
+                strategy = getattr(self, "distribute_strategy", None)
+                with strategy.scope() if strategy is not None else contextlib.nullcontext():
+                    self.build(shape)
         total = self._count_steps(x, batch_size, epochs, steps_per_epoch)
         if total:
             self.total_steps.assign(total)
