@@ -8,9 +8,10 @@ from keras import ops
 from tfcontrast.losses.base import ContrastiveLossBase
 
 
-def _l2_normalize(x, epsilon=1e-12):
-    # max(||x||^2, eps) keeps the value and the gradient finite at the zero vector.
-    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), epsilon))
+def _inverse_norm(x, epsilon=1e-12):
+    """`1 / ||x||` over the last axis; max(||x||^2, eps) keeps the value and the
+    gradient finite at the zero vector."""
+    return ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=-1), epsilon))
 
 
 @keras.saving.register_keras_serializable(package="tfcontrast")
@@ -56,7 +57,13 @@ class NegativeCosineSimilarity(ContrastiveLossBase):
                 "axis 1, predictions then targets `(B, 2K, D)`; received shape "
                 f"{tuple(y_pred.shape)}."
             )
-        half = num_views // 2
-        predictions = _l2_normalize(y_pred[:, :half])
-        targets = _l2_normalize(ops.stop_gradient(y_pred[:, half:]))
-        return -ops.mean(ops.sum(predictions * targets, axis=-1), axis=-1)
+        # One split (its gradient is one concat) rather than two strided slices, and
+        # the norms applied to the (B, K) dot products rather than to (B, K, D) tensors.
+        predictions, targets = ops.split(y_pred, 2, axis=1)
+        targets = ops.stop_gradient(targets)
+        cosine = (
+            ops.sum(predictions * targets, axis=-1)
+            * _inverse_norm(predictions)
+            * _inverse_norm(targets)
+        )
+        return -ops.mean(cosine, axis=-1)
