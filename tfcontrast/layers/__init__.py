@@ -1,4 +1,5 @@
-"""Keras layers: projection / prediction heads, augmentation layers, memory queues."""
+"""Keras layers: projection / prediction heads, augmentation layers, memory queues,
+fused batch normalization."""
 
 from tfcontrast.layers.augmentation import (
     ColorJitter,
@@ -16,11 +17,16 @@ from tfcontrast.layers.augmentation import (
     weak_strong_augmentation,
 )
 from tfcontrast.layers.heads import PredictionHead, ProjectionHead
+from tfcontrast.layers.normalization import FusedBatchNormalization
 from tfcontrast.layers.queue import MemoryQueue
 from tfcontrast.layers.scale import LogitScale
 
-__all__: list[str] = ["LogitScale", "MemoryQueue", "PredictionHead", "ProjectionHead"]
-__all__ += [
+__all__: list[str] = [
+    "FusedBatchNormalization",
+    "LogitScale",
+    "MemoryQueue",
+    "PredictionHead",
+    "ProjectionHead",
     "ColorJitter",
     "GaussianBlur",
     "RandomGaussianNoise",

@@ -19,12 +19,14 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from tfcontrast.layers.normalization import FusedBatchNormalization
+
 
 def _conv_bn(x, filters, kernel, stride, name):
     x = layers.Conv2D(
         filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv"
     )(x)
-    return layers.BatchNormalization(name=f"{name}_bn")(x)
+    return FusedBatchNormalization(name=f"{name}_bn")(x)
 
 
 def _basic_block(x, filters, stride, name):
