@@ -44,7 +44,7 @@ def _view_pairs(num_views: int):
 
 def _broadcast_to_batch(value, y_pred):
     """`(B,)` copies of the scalar `value`: every example carries the batch term."""
-    return ops.zeros_like(y_pred[:, 0, 0]) + value
+    return ops.broadcast_to(value, ops.shape(y_pred)[:1])
 
 
 def _off_diagonal_mask(y_pred):
@@ -128,10 +128,12 @@ class VICRegLoss(ContrastiveLossBase):
         pairs = _view_pairs(num_views)
         dim = ops.cast(ops.shape(y_pred)[-1], "float32")
 
-        # Invariance: per example, averaged over pairs of views.
+        # Invariance: per example, averaged over pairs of views. The views are split
+        # once (one op, and one op in the gradient) rather than sliced per pair.
+        local_views = ops.unstack(y_pred, num=num_views, axis=1)
         invariance = 0.0
         for i, j in pairs:
-            invariance += ops.mean(ops.square(y_pred[:, i] - y_pred[:, j]), axis=-1)
+            invariance += ops.mean(ops.square(local_views[i] - local_views[j]), axis=-1)
         invariance = invariance / len(pairs)
 
         # Variance and covariance: statistics of the (global) batch, per view. Every view
@@ -146,11 +148,18 @@ class VICRegLoss(ContrastiveLossBase):
         std = ops.sqrt(variance + self.epsilon)
         variance_term = ops.mean(ops.relu(1.0 - std))  # mean over views and dimensions
 
-        per_view = ops.transpose(centered, (1, 0, 2))  # (V, N, D)
-        cov = ops.matmul(ops.transpose(per_view, (0, 2, 1)), per_view) / denom  # (V, D, D)
-        # Masked rather than "total minus diagonal": no cancellation in float32.
-        off_diagonal = ops.sum(ops.square(cov) * _off_diagonal_mask(y_pred), axis=(1, 2))
-        covariance_term = 2.0 * ops.mean(off_diagonal) / dim
+        off_mask = _off_diagonal_mask(y_pred)
+        off_diagonal = 0.0
+        for view in ops.unstack(centered, num=num_views, axis=1):
+            # C = X^T X / (N - 1) with the gradient through the first factor only:
+            # d/dX f(X^T X) = X (G + G^T) = 2 X G, as G = df/dC is symmetric (f is a
+            # function of C_ij^2 with a symmetric mask), so one backward matmul instead of
+            # two; `2 s - stop_grad(s)` (exactly `s` in value) restores the factor 2.
+            cov = ops.matmul(ops.transpose(view), ops.stop_gradient(view)) / denom  # (D, D)
+            # Masked rather than "total minus diagonal": no cancellation in float32.
+            off_diagonal += ops.sum(ops.square(cov) * off_mask)
+        off_diagonal = 2.0 * off_diagonal - ops.stop_gradient(off_diagonal)
+        covariance_term = 2.0 * off_diagonal / (num_views * dim)
 
         batch_term = self.variance_weight * variance_term + self.covariance_weight * covariance_term
         return self.invariance_weight * invariance + _broadcast_to_batch(batch_term, y_pred)
@@ -219,12 +228,14 @@ class BarlowTwinsLoss(ContrastiveLossBase):
         centered = views - ops.mean(views, axis=0, keepdims=True)
         variance = ops.mean(ops.square(centered), axis=0, keepdims=True)
         normed = centered / ops.sqrt(variance + self.epsilon)  # (N, V, D)
+        # Split once (one op, one op in the gradient) rather than slicing per pair.
+        normed = ops.unstack(normed, num=num_views, axis=1)
 
         off_mask = _off_diagonal_mask(y_pred)
         total = 0.0
         pairs = _view_pairs(num_views)
         for i, j in pairs:
-            corr = ops.matmul(ops.transpose(normed[:, i]), normed[:, j]) / count  # (D, D)
+            corr = ops.matmul(ops.transpose(normed[i]), normed[j]) / count  # (D, D)
             on = ops.sum(ops.square(1.0 - ops.diagonal(corr)))
             off = ops.sum(ops.square(corr) * off_mask)
             total += on + self.lambda_ * off
