@@ -1,10 +1,12 @@
 """Masked reductions and label masks shared by miners and losses (private).
 
-Masks may be bool or float; they are cast to the dtype of the values.
+Masks may be bool or float (nonzero = in the mask). Bool masks are used as they are;
+pass them where the caller has them, it saves a cast and a comparison over the matrix.
 """
 
 from __future__ import annotations
 
+import keras
 from keras import ops
 
 
@@ -29,6 +31,13 @@ def pair_masks(labels, ref_labels, offset=0):
     return positive, negative
 
 
+def _as_bool(mask):
+    """The mask as bool: bool masks as they are, others `!= 0`."""
+    if keras.backend.standardize_dtype(mask.dtype) == "bool":
+        return mask
+    return ops.not_equal(mask, 0)
+
+
 def masked_mean(values, mask, axis=-1):
     """Mean of `values` where `mask` is 1; zero (not NaN) where the mask is empty."""
     mask = ops.cast(mask, values.dtype)
@@ -39,20 +48,17 @@ def masked_mean(values, mask, axis=-1):
 
 def masked_max(values, mask, axis=-1):
     """Max of `values` over `mask`; values outside the mask never win."""
-    mask = ops.cast(mask, values.dtype)
     low = ops.stop_gradient(ops.min(values, axis=axis, keepdims=True)) - 1.0
-    return ops.max(ops.where(mask > 0, values, low), axis=axis)
+    return ops.max(ops.where(_as_bool(mask), values, low), axis=axis)
 
 
 def masked_min(values, mask, axis=-1):
     """Min of `values` over `mask`; values outside the mask never win."""
-    mask = ops.cast(mask, values.dtype)
     high = ops.stop_gradient(ops.max(values, axis=axis, keepdims=True)) + 1.0
-    return ops.min(ops.where(mask > 0, values, high), axis=axis)
+    return ops.min(ops.where(_as_bool(mask), values, high), axis=axis)
 
 
 def masked_logsumexp(values, mask, axis=-1):
     """`log sum exp(values)` over `mask`; a large negative number where it is empty."""
-    mask = ops.cast(mask, values.dtype)
-    neg = ops.full_like(values, -1e9)
-    return ops.logsumexp(ops.where(mask > 0, values, neg), axis=axis)
+    # A scalar fill broadcasts inside `where`: no (B, M) tensor of -1e9 to build.
+    return ops.logsumexp(ops.where(_as_bool(mask), values, -1e9), axis=axis)

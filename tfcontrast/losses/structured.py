@@ -18,7 +18,7 @@ import math
 import keras
 from keras import ops
 
-from tfcontrast._masking import masked_logsumexp, masked_mean, pair_masks, self_mask
+from tfcontrast._masking import masked_logsumexp, masked_mean, self_mask
 from tfcontrast.losses.base import MetricLoss, check_non_negative, check_positive
 from tfcontrast.losses.pairs import MiningLoss
 
@@ -362,14 +362,19 @@ class SoftNearestNeighborLoss(MetricLoss):
     def compute(self, labels, embeddings, ref_labels, ref_embeddings, offset):
         matrix = self.distance(embeddings, ref_embeddings)
         logits = -self.distance.to_distance(matrix) / self.temperature
-        positive, _ = pair_masks(labels, ref_labels, offset)
+        # Bool masks end to end: no float casts and comparisons over the (B, M) matrix.
+        same = ops.equal(labels[:, None], ref_labels[None, :])
         if offset is None:
-            others = ops.ones_like(positive)
+            denominator = ops.logsumexp(logits, axis=1)
+            positive = same
         else:
-            is_self = self_mask(ops.shape(labels)[0], ops.shape(ref_labels)[0], offset)
-            others = 1.0 - ops.cast(is_self, "float32")
-        loss = masked_logsumexp(logits, others) - masked_logsumexp(logits, positive)
-        return ops.where(_has_any(positive) > 0, loss, ops.zeros_like(loss))
+            others = ops.logical_not(
+                self_mask(ops.shape(labels)[0], ops.shape(ref_labels)[0], offset)
+            )
+            denominator = masked_logsumexp(logits, others)
+            positive = ops.logical_and(same, others)
+        loss = denominator - masked_logsumexp(logits, positive)
+        return ops.where(ops.any(positive, axis=1), loss, 0.0)
 
     def get_config(self):
         temperature = self._initial_temperature
