@@ -132,6 +132,10 @@ def test_per_example_output_and_gradients(rng):
     assert not xbm.memory_embeddings.trainable
 
 
+@pytest.mark.tf_only(
+    reason="the memory's variables belong to the loss, not the model: JAX's trainer only "
+    "updates model-owned state (and forbids creating it inside the step)"
+)
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_fit(rng, jit_compile):
     x = rng.normal(size=(48, 6)).astype("float32")
