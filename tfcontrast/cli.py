@@ -18,6 +18,7 @@ print one line on stderr and exit with status 2, without a traceback.
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import os
 import sys
 import time
@@ -495,6 +496,14 @@ def main(argv):
 
 
 def _main_with_errors(argv):
+    from absl import logging as absl_logging
+
+    # absl's default INFO level would echo every TensorFlow and export log line; what a
+    # run does is printed explicitly. `--verbosity=0` brings INFO back.
+    if not any(arg.startswith(("-v", "--v")) for arg in sys.argv[1:]):
+        absl_logging.set_verbosity(absl_logging.WARNING)
+        for name in ("", "tensorflow", "tfcontrast"):
+            std_logging.getLogger(name).setLevel(std_logging.WARNING)
     try:
         main(argv)
     except (UsageError, ValueError, FileNotFoundError, NotADirectoryError) as error:
