@@ -142,7 +142,9 @@ def cosine_momentum(step, total_steps, base: float = 0.996, final: float = 1.0):
     `tau(k) = final - (final - base) * (cos(pi * k / K) + 1) / 2`; `step` may be a
     tensor. Returns `base` everywhere when `total_steps` is not positive.
     """
-    step = ops.cast(step, "float32")
-    total = ops.cast(total_steps, "float32")
+    # Variables (optimizer.iterations) read as tensors first: casting a Variable inside a
+    # JAX-traced train step fails.
+    step = ops.cast(ops.convert_to_tensor(step), "float32")
+    total = ops.cast(ops.convert_to_tensor(total_steps), "float32")
     progress = ops.where(total > 0, ops.minimum(step / ops.maximum(total, 1.0), 1.0), 0.0)
     return final - (final - base) * (ops.cos(math.pi * progress) + 1.0) / 2.0

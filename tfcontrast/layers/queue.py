@@ -164,9 +164,10 @@ class MemoryQueue(keras.layers.Layer):
 
     def reset(self):
         """Empties the queue."""
-        self.buffer.assign(ops.zeros_like(self.buffer))
+        # From shapes, not `zeros_like(variable)`: JAX >= 0.10 rejects Variables there.
+        self.buffer.assign(ops.zeros(self.buffer.shape, self.buffer.dtype))
         if self.with_labels:
-            self.labels.assign(ops.full_like(self.labels, -1))
+            self.labels.assign(ops.full(self.labels.shape, -1, self.labels.dtype))
         self.pointer.assign(0)
         self.filled.assign(0)
 

@@ -130,6 +130,9 @@ class ContrastiveModel(keras.Model):
         self.serve = serve
         # Total optimisation steps, for momentum schedules; set by `fit` when it can.
         self.total_steps = keras.Variable(0, dtype="int64", trainable=False, name="total_steps")
+        # Steps taken by the momentum schedule. The model's own counter, not
+        # `optimizer.iterations`: JAX's train step cannot read optimizer state in the loss.
+        self.momentum_step = keras.Variable(0, dtype="int64", trainable=False, name="momentum_step")
         self.target_backbone = None
         self.target_projector = None
         self.target_initialized = None
@@ -257,9 +260,11 @@ class ContrastiveModel(keras.Model):
         At the first training step the target is first set to a copy of the online
         network.
         """
-        ready = self.target_initialized
+        # Tensors, not Variables: JAX >= 0.10 rejects Variables inside `jnp.where`.
+        ready = ops.convert_to_tensor(self.target_initialized)
         for target, online in self._target_pairs():
-            target.assign(ops.where(ready, target, ops.cast(online, target.dtype)))
+            current = ops.convert_to_tensor(target)
+            target.assign(ops.where(ready, current, ops.cast(online, target.dtype)))
         self.target_initialized.assign(True)
         _, projection = self._encode_views(
             views, self.target_backbone, self.target_projector, training=True
@@ -272,12 +277,13 @@ class ContrastiveModel(keras.Model):
         if algo.momentum_final is None or algo.momentum_final == algo.momentum_base:
             return ops.convert_to_tensor(algo.momentum_base, "float32")
         return cosine_momentum(
-            self.optimizer.iterations, self.total_steps, algo.momentum_base, algo.momentum_final
+            self.momentum_step, self.total_steps, algo.momentum_base, algo.momentum_final
         )
 
     def update_target(self, momentum=None):
         """`target <- m * target + (1 - m) * online`, in-graph, for every weight."""
         m = self.current_momentum() if momentum is None else momentum
+        self.momentum_step.assign(self.momentum_step + 1)
         for target, online in self._target_pairs():
             mm = ops.cast(m, target.dtype)
             target.assign(mm * target + (1.0 - mm) * ops.cast(online, target.dtype))
