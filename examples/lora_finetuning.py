@@ -64,7 +64,7 @@ def copy_backbone(backbone):
 
 def task_accuracy(backbone, classifier, x, y):
     logits = classifier(backbone(x, training=False), training=False)
-    return float(np.mean(np.argmax(np.asarray(logits), axis=1) == y))
+    return float(np.mean(np.argmax(keras.ops.convert_to_numpy(logits), axis=1) == y))
 
 
 def fine_tune(backbone, images, epochs, learning_rate, batch_size, seed):
@@ -127,9 +127,9 @@ def main(argv=None):
         entry = {
             "old_task_accuracy": task_accuracy(net, classifier, xa_test, ya_test),
             "new_digits_knn_accuracy": knn_accuracy(
-                np.asarray(net(xb, training=False)),
+                keras.ops.convert_to_numpy(net(xb, training=False)),
                 yb,
-                np.asarray(net(xb_test, training=False)),
+                keras.ops.convert_to_numpy(net(xb_test, training=False)),
                 yb_test,
                 k=20,
             ),

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.backend_utils import to_numpy
 from tfcontrast.layers import ProjectionHead
 from tfcontrast.models import (
     ContrastiveModel,
@@ -43,7 +44,8 @@ def test_parameter_count_matches_conv_and_dense_shapes():
     assert trainable == {id(v) for v in lora_variables(backbone)}
     # LoRA starts at zero: the outputs are those of the pretrained backbone.
     plain = tiny_backbone()
-    np.testing.assert_allclose(backbone(images()), plain(images()), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(backbone(images())), to_numpy(plain(images())),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_target_and_freeze_rest_options():
@@ -77,11 +79,12 @@ def test_only_lora_weights_change_in_contrastive_fit():
     # Adapters off: exactly the pretrained backbone; back on afterwards.
     x = images(8, seed=3)
     pretrained = tiny_backbone()
-    adapted = np.asarray(backbone(x))
-    assert not np.allclose(adapted, pretrained(x), atol=1e-5)
+    adapted = to_numpy(backbone(x))
+    assert not np.allclose(adapted, to_numpy(pretrained(x)), atol=1e-5)
     with without_lora(backbone):
-        np.testing.assert_allclose(backbone(x), pretrained(x), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(backbone(x), adapted, rtol=1e-6)
+        np.testing.assert_allclose(to_numpy(backbone(x)), to_numpy(pretrained(x)), rtol=1e-5,
+                                   atol=1e-6)
+    np.testing.assert_allclose(to_numpy(backbone(x)), adapted, rtol=1e-6)
 
 
 def test_keras_round_trip_keeps_the_adapted_model(tmp_path):
@@ -91,16 +94,17 @@ def test_keras_round_trip_keeps_the_adapted_model(tmp_path):
     for w in lora_variables(backbone):
         w.assign(rng.normal(scale=0.1, size=w.shape))
     x = images(8)
-    expected = np.asarray(backbone(x))
+    expected = to_numpy(backbone(x))
     path = tmp_path / "lora.keras"
     backbone.save(path)
     restored = keras.saving.load_model(path)
     # Keras merges A B into the saved kernel: same outputs, LoRA still enabled.
-    np.testing.assert_allclose(restored(x), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(restored(x)), expected, rtol=1e-5, atol=1e-5)
     conv = restored.get_layer("block2_conv")
     assert conv.lora_enabled and conv.lora_rank == 2
     original = backbone.get_layer("block2_conv")
-    np.testing.assert_allclose(conv.kernel, original.kernel, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(conv.kernel), to_numpy(original.kernel), rtol=1e-5,
+                               atol=1e-6)
     # Calling enable_lora again re-applies the freezing; the adapters keep training.
     assert enable_lora(restored, 2) == count_lora_parameters(backbone)
     assert {id(v) for v in restored.trainable_weights} == {id(v) for v in lora_variables(restored)}
