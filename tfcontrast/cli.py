@@ -42,7 +42,9 @@ flags.DEFINE_string(
 flags.DEFINE_string("backbone", "small_convnet", "small_convnet or cifar_resnet18.")
 flags.DEFINE_integer("epochs", 200, "Training epochs.")
 flags.DEFINE_integer("batch_size", 256, "Global batch size.")
-flags.DEFINE_float("learning_rate", 2e-3, "Peak learning rate (Adam, 5% warm-up then cosine decay).")
+flags.DEFINE_float(
+    "learning_rate", 2e-3, "Peak learning rate (Adam, 5% warm-up then cosine decay)."
+)
 flags.DEFINE_float("temperature", None, "Loss temperature (the algorithm's default if unset).")
 flags.DEFINE_integer("projection_dim", 64, "Output width of the projection head.")
 flags.DEFINE_integer("hidden_dim", 256, "Hidden width of the projection and prediction heads.")
@@ -323,9 +325,7 @@ def train():
             FLAGS.temperature,
             FLAGS.seed,
         )
-        schedule = warmup_cosine_decay(
-            FLAGS.learning_rate, steps, warmup_steps=steps // 20
-        )
+        schedule = warmup_cosine_decay(FLAGS.learning_rate, steps, warmup_steps=steps // 20)
         model.compile(optimizer=keras.optimizers.Adam(schedule))
     labels = y_train if model.algorithm.needs_labels else None
     start = time.time()

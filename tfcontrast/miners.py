@@ -73,8 +73,7 @@ class Miner:
 
     name = ""
 
-    def __call__(self, labels, embeddings, ref_labels=None, ref_embeddings=None,
-                 distance="cosine"):
+    def __call__(self, labels, embeddings, ref_labels=None, ref_embeddings=None, distance="cosine"):
         """Mines a batch.
 
         Args:
@@ -97,11 +96,9 @@ class Miner:
             offset = None
         matrix = distance(embeddings, ref_embeddings)
         positive, negative = pair_masks(labels, ref_labels, offset)
-        return self.mine(matrix, positive, negative, distance,
-                         embedding_dim=embeddings.shape[-1])
+        return self.mine(matrix, positive, negative, distance, embedding_dim=embeddings.shape[-1])
 
-    def mine(self, matrix, positive, negative, distance,
-             embedding_dim=None) -> PairMask | Triplets:
+    def mine(self, matrix, positive, negative, distance, embedding_dim=None) -> PairMask | Triplets:
         raise NotImplementedError
 
     def get_config(self) -> dict:
@@ -185,17 +182,20 @@ class SemiHardMiner(Miner):
             ops.argmax(ops.where(negative > 0, d, ops.min(d) - 1.0), axis=1), "int32"
         )
         if self.positives == "hard":
-            pos = ops.cast(ops.argmax(ops.where(positive > 0, d, ops.min(d) - 1.0), axis=1),
-                           "int32")[:, None]
+            pos = ops.cast(
+                ops.argmax(ops.where(positive > 0, d, ops.min(d) - 1.0), axis=1), "int32"
+            )[:, None]
             d_ap = ops.take_along_axis(d, pos, axis=1)  # (B, 1)
-            candidates = negative[:, None, :] * ops.cast(d[:, None, :] > d_ap[:, :, None],
-                                                         "float32")  # (B, 1, M)
+            candidates = negative[:, None, :] * ops.cast(
+                d[:, None, :] > d_ap[:, :, None], "float32"
+            )  # (B, 1, M)
             weight = (ops.max(positive, axis=1) * has_neg)[:, None]
         else:
             num_refs = ops.shape(d)[1]
             pos = ops.broadcast_to(ops.arange(num_refs, dtype="int32")[None, :], ops.shape(d))
-            candidates = negative[:, None, :] * ops.cast(d[:, None, :] > d[:, :, None],
-                                                         "float32")  # (B, M, M)
+            candidates = negative[:, None, :] * ops.cast(
+                d[:, None, :] > d[:, :, None], "float32"
+            )  # (B, M, M)
             weight = positive * has_neg[:, None]
         high = ops.max(d) + 1.0
         closest = ops.cast(
@@ -224,9 +224,7 @@ class MultiSimilarityMiner(Miner):
 
     def __init__(self, epsilon: float = 0.1):
         if not float(epsilon) >= 0.0:
-            raise ValueError(
-                f"MultiSimilarityMiner: `epsilon` must be >= 0; received {epsilon!r}."
-            )
+            raise ValueError(f"MultiSimilarityMiner: `epsilon` must be >= 0; received {epsilon!r}.")
         self.epsilon = float(epsilon)
 
     def mine(self, matrix, positive, negative, distance, embedding_dim=None):
@@ -309,17 +307,30 @@ class DistanceWeightedMiner(Miner):
         return Triplets(pos, neg, weight)
 
     def get_config(self):
-        return {"cutoff": self.cutoff, "nonzero_loss_cutoff": self.nonzero_loss_cutoff,
-                "seed": self.seed}
+        return {
+            "cutoff": self.cutoff,
+            "nonzero_loss_cutoff": self.nonzero_loss_cutoff,
+            "seed": self.seed,
+        }
 
 
 _REGISTRY = {
     cls.name: cls
-    for cls in (BatchAllMiner, BatchHardMiner, SemiHardMiner, MultiSimilarityMiner,
-                DistanceWeightedMiner)
+    for cls in (
+        BatchAllMiner,
+        BatchHardMiner,
+        SemiHardMiner,
+        MultiSimilarityMiner,
+        DistanceWeightedMiner,
+    )
 }
-_ALIASES = {"batch_all": "all", "batch_hard": "hard", "semi-hard": "semi_hard",
-            "semihard": "semi_hard", "ms": "multi_similarity"}
+_ALIASES = {
+    "batch_all": "all",
+    "batch_hard": "hard",
+    "semi-hard": "semi_hard",
+    "semihard": "semi_hard",
+    "ms": "multi_similarity",
+}
 
 
 def names() -> list[str]:
@@ -335,8 +346,7 @@ def get(identifier: str | Miner | dict | None) -> Miner | None:
     """
     if identifier is None:
         return None
-    return resolve(identifier, base=Miner, registry=_REGISTRY, aliases=_ALIASES,
-                   argument="miner")
+    return resolve(identifier, base=Miner, registry=_REGISTRY, aliases=_ALIASES, argument="miner")
 
 
 def serialize(miner: Miner | None):

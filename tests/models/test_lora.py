@@ -44,8 +44,9 @@ def test_parameter_count_matches_conv_and_dense_shapes():
     assert trainable == {id(v) for v in lora_variables(backbone)}
     # LoRA starts at zero: the outputs are those of the pretrained backbone.
     plain = tiny_backbone()
-    np.testing.assert_allclose(to_numpy(backbone(images())), to_numpy(plain(images())),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(backbone(images())), to_numpy(plain(images())), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_target_and_freeze_rest_options():
@@ -82,8 +83,9 @@ def test_only_lora_weights_change_in_contrastive_fit():
     adapted = to_numpy(backbone(x))
     assert not np.allclose(adapted, to_numpy(pretrained(x)), atol=1e-5)
     with without_lora(backbone):
-        np.testing.assert_allclose(to_numpy(backbone(x)), to_numpy(pretrained(x)), rtol=1e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            to_numpy(backbone(x)), to_numpy(pretrained(x)), rtol=1e-5, atol=1e-6
+        )
     np.testing.assert_allclose(to_numpy(backbone(x)), adapted, rtol=1e-6)
 
 
@@ -103,8 +105,9 @@ def test_keras_round_trip_keeps_the_adapted_model(tmp_path):
     conv = restored.get_layer("block2_conv")
     assert conv.lora_enabled and conv.lora_rank == 2
     original = backbone.get_layer("block2_conv")
-    np.testing.assert_allclose(to_numpy(conv.kernel), to_numpy(original.kernel), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(conv.kernel), to_numpy(original.kernel), rtol=1e-5, atol=1e-6
+    )
     # Calling enable_lora again re-applies the freezing; the adapters keep training.
     assert enable_lora(restored, 2) == count_lora_parameters(backbone)
     assert {id(v) for v in restored.trainable_weights} == {id(v) for v in lora_variables(restored)}

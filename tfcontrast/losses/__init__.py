@@ -5,10 +5,7 @@ Every loss returns per-example values so that Keras reduces them, applies
 """
 
 from tfcontrast.losses.base import ContrastiveLossBase, MetricLoss
-from tfcontrast.losses.pairs import ContrastiveLoss, MiningLoss, TripletLoss
 from tfcontrast.losses.distillation import NegativeCosineSimilarity
-from tfcontrast.losses.memory import CrossBatchMemory
-from tfcontrast.losses.redundancy import BarlowTwinsLoss, VICRegLoss
 from tfcontrast.losses.infonce import (
     CLIPLoss,
     DCLLoss,
@@ -21,6 +18,9 @@ from tfcontrast.losses.infonce import (
     SigLIPLoss,
     SupConLoss,
 )
+from tfcontrast.losses.memory import CrossBatchMemory
+from tfcontrast.losses.pairs import ContrastiveLoss, MiningLoss, TripletLoss
+from tfcontrast.losses.redundancy import BarlowTwinsLoss, VICRegLoss
 from tfcontrast.losses.structured import (
     CircleLoss,
     LiftedStructureLoss,

@@ -32,8 +32,9 @@ class MiningLoss(MetricLoss):
         if self.miner is None:
             mined = miners_lib.PairMask(positive, negative)
         else:
-            mined = self.miner.mine(matrix, positive, negative, self.distance,
-                                    embedding_dim=embeddings.shape[-1])
+            mined = self.miner.mine(
+                matrix, positive, negative, self.distance, embedding_dim=embeddings.shape[-1]
+            )
         return matrix, mined
 
     def mined_pairs(self, labels, embeddings, ref_labels, ref_embeddings, offset):
@@ -75,8 +76,14 @@ class ContrastiveLoss(MiningLoss):
     ```
     """
 
-    def __init__(self, margin: float = 1.0, distance="euclidean", miner=None,
-                 name="contrastive_loss", **kwargs):
+    def __init__(
+        self,
+        margin: float = 1.0,
+        distance="euclidean",
+        miner=None,
+        name="contrastive_loss",
+        **kwargs,
+    ):
         super().__init__(distance=distance, miner=miner, name=name, **kwargs)
         self.margin = check_positive("margin", margin, type(self).__name__)
         if self.distance.higher_is_closer:
@@ -130,8 +137,15 @@ class TripletLoss(MiningLoss):
     ```
     """
 
-    def __init__(self, margin: float = 0.2, soft_margin: bool = False, miner="semi_hard",
-                 distance="cosine", name="triplet_loss", **kwargs):
+    def __init__(
+        self,
+        margin: float = 0.2,
+        soft_margin: bool = False,
+        miner="semi_hard",
+        distance="cosine",
+        name="triplet_loss",
+        **kwargs,
+    ):
         if miner is None:
             miner = "all"
         super().__init__(distance=distance, miner=miner, name=name, **kwargs)
@@ -153,8 +167,9 @@ class TripletLoss(MiningLoss):
         # Pairs: every mined positive with every mined negative, (B, M, M).
         valid = mined.positive[:, :, None] * mined.negative[:, None, :]
         losses = self._hinge(d[:, :, None] - d[:, None, :])
-        return masked_mean(ops.reshape(losses, (ops.shape(d)[0], -1)),
-                           ops.reshape(valid, (ops.shape(d)[0], -1)))
+        return masked_mean(
+            ops.reshape(losses, (ops.shape(d)[0], -1)), ops.reshape(valid, (ops.shape(d)[0], -1))
+        )
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin, "soft_margin": self.soft_margin}
