@@ -84,6 +84,19 @@ def to_float_images(images):
     return ops.cast(images, "float32")
 
 
+def _mean_colour(images):
+    """Mean colour `(B, C)` of `(B, H, W, C)` images.
+
+    Reduces `(B, H, W * C)` rows first (a long contiguous inner axis), then the `W`
+    groups: about twice as fast on CPU as reducing axes (1, 2) with `C` innermost.
+    """
+    h, w, c = images.shape[1], images.shape[2], images.shape[3]
+    if h is None or w is None or c is None:
+        return ops.mean(images, axis=(1, 2))
+    rows = ops.mean(ops.reshape(images, (-1, h, w * c)), axis=1)
+    return ops.mean(ops.reshape(rows, (-1, w, c)), axis=1)
+
+
 def _grayscale(images):
     """Luma (ITU-R 601) of RGB images, shape (B, H, W, 1)."""
     weights = ops.convert_to_tensor(_LUMA[0], dtype="float32")
@@ -226,7 +239,7 @@ class RandomResizedCrop(_ImageAugmentation):
             flip = ops.zeros_like(top)
         return top, left, ch, cw, flip
 
-    def _crop_resize(self, images, top, left, ch, cw, flip):
+    def _crop_resize(self, images, top, left, ch, cw, flip, index=None):
         h, w = images.shape[1], images.shape[2]
         out_h, out_w = self.height, self.width
         if _use_tf_crop():
@@ -238,7 +251,8 @@ class RandomResizedCrop(_ImageAugmentation):
             x1, x2 = left, left + cw
             x1, x2 = x1 + flip * (x2 - x1), x2 + flip * (x1 - x2)
             boxes = tf.stack([y1, x1, y2, x2], axis=1)
-            index = tf.range(tf.shape(images)[0])
+            if index is None:
+                index = tf.range(tf.shape(images)[0])
             return tf.image.crop_and_resize(images, boxes, index, (out_h, out_w))
         # affine_transform keeps the input size: work on a canvas at least as large as the
         # output and keep its top-left (out_h, out_w) corner.
@@ -271,6 +285,21 @@ class RandomResizedCrop(_ImageAugmentation):
         boxes = self._sample_boxes(ops.shape(images)[0], h, w)
         # Bilinear weights are convex and the fill repeats edge pixels: no clip needed.
         return self._crop_resize(images, *boxes)
+
+    def _augment_views(self, images, views):
+        """`views` independent crops of every image in one fused call (TensorFlow backend).
+
+        Returns `(B * views, height, width, C)`, image-major: rows `b * views + v` are the
+        views of image `b`, so a reshape to `(B, views, ...)` is free. Each row draws its
+        own box and flip, exactly as `views` separate calls would.
+        """
+        import tensorflow as tf
+
+        h, w = images.shape[1], images.shape[2]
+        batch = tf.shape(images)[0]
+        boxes = self._sample_boxes(batch * views, h, w)
+        index = tf.repeat(tf.range(batch), views)
+        return self._crop_resize(images, *boxes, index=index)
 
     def inference(self, images):
         if tuple(images.shape[1:3]) == (self.height, self.width):
@@ -419,7 +448,7 @@ class ColorJitter(_ImageAugmentation):
         if self.contrast > 0:
             # Mean luma of the current image, from the mean colour of the input (exact: the
             # transform is affine).
-            mean_colour = ops.mean(images, axis=(1, 2))  # (B, C)
+            mean_colour = _mean_colour(images)  # (B, C)
             current = ops.einsum("bij,bj->bi", mat, mean_colour) + offset
             m = ops.sum(current * luma, axis=-1, keepdims=True)  # (B, 1)
             k = self._factor(batch, self.contrast)[:, None]
@@ -454,8 +483,15 @@ class ColorJitter(_ImageAugmentation):
             g = ops.cast(self._uniform(batch) < self.grayscale, "float32")[:, None, None]
             to_gray = eye + g * (gray - eye)
             mat, offset = ops.matmul(to_gray, mat), ops.einsum("bij,bj->bi", to_gray, offset)
-        out = ops.einsum("bhwc,bdc->bhwd", images, mat) + offset[:, None, None, :]
-        return ops.clip(out, 0.0, 1.0)
+        h, w = images.shape[1], images.shape[2]
+        if h is None or w is None:
+            out = ops.einsum("bhwc,bdc->bhwd", images, mat) + offset[:, None, None, :]
+            return ops.clip(out, 0.0, 1.0)
+        # One batched matmul, then the offset added on (B, H, W * C) rows: broadcasting a
+        # (B, 1, 1, C) offset over a tiny innermost axis is several times slower on CPU.
+        out = ops.matmul(ops.reshape(images, (-1, h * w, c)), ops.transpose(mat, (0, 2, 1)))
+        out = ops.reshape(out, (-1, h, w * c)) + ops.tile(offset[:, None, :], (1, 1, w))
+        return ops.reshape(ops.clip(out, 0.0, 1.0), (-1, h, w, c))
 
     def _augment_steps(self, images, channels):
         batch = ops.shape(images)[0]
@@ -728,11 +764,42 @@ class ViewAugmenter(keras.layers.Layer):
 
     def call(self, images, training=True):
         images = to_float_images(images)
+        if training and len(self.augmenters) == 1 and self.views > 1:
+            out = self._call_fused_crop(images)
+            if out is not None:
+                return out
         outs = [aug(images, training=training) for aug in self._pipelines()]
         shapes = {tuple(o.shape[1:]) for o in outs}
         if len(shapes) == 1:
             return ops.stack(outs, axis=1)
         return tuple(outs)
+
+    def _call_fused_crop(self, images):
+        """All views of one pipeline in a single pass, or None when not applicable.
+
+        When the pipeline is a `RandomResizedCrop` followed only by tfcontrast per-image
+        augmentations (the presets) and the backend is TensorFlow, every view is cropped
+        by one `crop_and_resize` call straight into a `(B * V, h, w, C)` batch, image-major,
+        and the rest of the pipeline runs once on it; the final reshape to
+        `(B, V, h, w, C)` is free. This avoids running the pipeline V times and stacking
+        the views (a full copy of the output). Randomness is per row, so each view still
+        gets its own crop, flip, jitter and coin flips.
+        """
+        pipeline = self.augmenters[0]
+        layers = list(pipeline.layers) if isinstance(pipeline, keras.Sequential) else [pipeline]
+        if (
+            not _use_tf_crop()
+            or len(images.shape) != 4
+            or None in tuple(images.shape[1:])
+            or not layers
+            or not isinstance(layers[0], RandomResizedCrop)
+            or not all(isinstance(layer, _ImageAugmentation) for layer in layers)
+        ):
+            return None
+        out = layers[0]._augment_views(images, self.views)
+        for layer in layers[1:]:
+            out = layer(out, training=True)
+        return ops.reshape(out, (-1, self.views, *out.shape[1:]))
 
     def compute_output_shape(self, input_shape):
         shapes = [tuple(aug.compute_output_shape(input_shape)) for aug in self._pipelines()]
