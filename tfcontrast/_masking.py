@@ -40,6 +40,7 @@ def _as_bool(mask):
 
 def masked_mean(values, mask, axis=-1):
     """Mean of `values` where `mask` is 1; zero (not NaN) where the mask is empty."""
+    values = ops.convert_to_tensor(values)
     mask = ops.cast(mask, values.dtype)
     total = ops.sum(values * mask, axis=axis)
     count = ops.sum(mask, axis=axis)
