@@ -34,8 +34,10 @@ import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from tfcontrast.evaluation import knn_accuracy  # noqa: E402
-from tfcontrast.evaluation.probe import few_shot_indices  # noqa: E402
+from tfcontrast.evaluation import (
+    few_shot_1nn_scores,  # noqa: E402
+    knn_accuracy,  # noqa: E402
+)
 from tfcontrast.layers import PredictionHead, ProjectionHead, digits_augmentation  # noqa: E402
 from tfcontrast.models import ContrastiveModel, algorithms, backbones  # noqa: E402
 from tfcontrast.models.callbacks import CollapseMonitor  # noqa: E402
@@ -78,18 +80,9 @@ def load(seed=0):
     return train_test_split(x, y, test_size=0.3, random_state=seed, stratify=y)
 
 
-def few_shot_1nn(train_emb, train_y, test_emb, test_y, draws):
-    scores = []
-    for seed in range(draws):
-        idx = few_shot_indices(train_y, 10, seed=seed)
-        scores.append(
-            knn_accuracy(train_emb[idx], train_y[idx], test_emb, test_y, k=1, weighting="plain")
-        )
-    return float(np.mean(scores)), float(np.std(scores))
-
-
 def scores(train_emb, train_y, test_emb, test_y, draws):
-    mean, std = few_shot_1nn(train_emb, train_y, test_emb, test_y, draws)
+    draw_scores = few_shot_1nn_scores(train_emb, train_y, test_emb, test_y, draws=draws)
+    mean, std = float(draw_scores.mean()), float(draw_scores.std())
     return {
         "knn20_accuracy": knn_accuracy(train_emb, train_y, test_emb, test_y, k=20),
         "fewshot10_1nn_accuracy": mean,

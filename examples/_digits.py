@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from tfcontrast.evaluation import few_shot_indices, knn_accuracy  # noqa: E402
+from tfcontrast.evaluation import few_shot_1nn_scores, knn_accuracy  # noqa: E402
 from tfcontrast.models import backbones  # noqa: E402
 from tfcontrast.optimizers import warmup_cosine_decay  # noqa: E402
 
@@ -87,21 +87,10 @@ def train(model, data, args, labels: bool = False, callbacks=None):
     )
 
 
-def few_shot_1nn(train_emb, train_y, test_emb, test_y, shots: int = 10, draws: int = 5):
-    """1-NN accuracy from `shots` labelled training images per class (mean of draws)."""
-    scores = []
-    for seed in range(draws):
-        idx = few_shot_indices(train_y, shots, seed=seed)
-        scores.append(
-            knn_accuracy(train_emb[idx], train_y[idx], test_emb, test_y, k=1, weighting="plain")
-        )
-    return float(np.mean(scores))
-
-
 def scores(train_emb, train_y, test_emb, test_y) -> dict:
     return {
         "knn_accuracy": knn_accuracy(train_emb, train_y, test_emb, test_y, k=20),
-        "fewshot_accuracy": few_shot_1nn(train_emb, train_y, test_emb, test_y),
+        "fewshot_accuracy": float(few_shot_1nn_scores(train_emb, train_y, test_emb, test_y).mean()),
     }
 
 

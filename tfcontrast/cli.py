@@ -204,27 +204,15 @@ def _strategy(name):
 
 
 # -- evaluation ------------------------------------------------------------------------
-def few_label_accuracy(train, train_y, test, test_y, shots=10, draws=5, seed=0):
-    """Mean 1-NN (cosine) accuracy with `shots` labelled examples per class."""
-    import numpy as np
-
-    from tfcontrast.evaluation import knn_accuracy
-    from tfcontrast.evaluation.probe import few_shot_indices
-
-    scores = [
-        knn_accuracy(train[idx], train_y[idx], test, test_y, k=1, weighting="plain")
-        for idx in (few_shot_indices(train_y, shots, seed=seed + d) for d in range(draws))
-    ]
-    return float(np.mean(scores))
-
-
 def embedding_report(train, train_y, test, test_y, seed=0):
-    from tfcontrast.evaluation import knn_accuracy
+    from tfcontrast.evaluation import few_shot_1nn_scores, knn_accuracy
 
     k = min(20, len(train))
     return {
         f"knn{k}_accuracy": float(knn_accuracy(train, train_y, test, test_y, k=k)),
-        "10_labels_1nn_accuracy": few_label_accuracy(train, train_y, test, test_y, seed=seed),
+        "10_labels_1nn_accuracy": float(
+            few_shot_1nn_scores(train, train_y, test, test_y, seed=seed).mean()
+        ),
     }
 
 

@@ -305,3 +305,20 @@ def test_evaluate_embeddings(rng):
         ev.evaluate_embeddings(x, y, metrics=("knn", "fid"))
     with pytest.raises(ValueError, match="train_embeddings"):
         ev.evaluate_embeddings(x, y, metrics=("linear_probe",))
+
+
+def test_few_shot_1nn_scores_match_a_scikit_learn_1nn_per_draw():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from tfcontrast.evaluation import few_shot_1nn_scores, few_shot_indices
+
+    rng = np.random.default_rng(3)
+    train, test = rng.normal(size=(120, 6)), rng.normal(size=(40, 6))
+    train_y, test_y = np.repeat(np.arange(4), 30), rng.integers(0, 4, 40)
+    scores = few_shot_1nn_scores(train, train_y, test, test_y, shots_per_class=3, draws=4, seed=7)
+    assert scores.shape == (4,)
+    for d, score in enumerate(scores):
+        idx = few_shot_indices(train_y, 3, seed=7 + d)
+        assert len(idx) == 12
+        reference = KNeighborsClassifier(1, metric="cosine").fit(train[idx], train_y[idx])
+        assert score == pytest.approx(reference.score(test, test_y))

@@ -13,7 +13,7 @@ from tfcontrast.evaluation.clustering import (
     uniformity,
 )
 from tfcontrast.evaluation.evaluate import evaluate_embeddings
-from tfcontrast.evaluation.knn import knn_accuracy, knn_predict
+from tfcontrast.evaluation.knn import few_shot_1nn_scores, knn_accuracy, knn_predict
 from tfcontrast.evaluation.plots import (
     export_projector,
     neighbour_grid,
@@ -33,6 +33,7 @@ __all__: list[str] = [
     "export_projector",
     "few_shot_indices",
     "infonce_bound",
+    "few_shot_1nn_scores",
     "knn_accuracy",
     "knn_predict",
     "linear_probe",

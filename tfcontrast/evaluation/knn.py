@@ -152,3 +152,51 @@ def knn_accuracy(
             raise ValueError(f"{_OWNER}: `test_labels` is required with `test_embeddings`.")
         truth = as_labels(test_labels, "test_labels", pred.shape[0])
     return float(np.mean(pred == truth))
+
+
+def few_shot_1nn_scores(
+    train_embeddings,
+    train_labels,
+    test_embeddings,
+    test_labels,
+    shots_per_class: int = 10,
+    draws: int = 5,
+    seed: int = 0,
+    metric: str = "cosine",
+) -> np.ndarray:
+    """1-NN accuracy with `shots_per_class` labelled training examples per class.
+
+    The label-efficient score of self-supervised papers: draw `shots_per_class` examples
+    of every class from the training set (draw `d` uses seed `seed + d`), classify the
+    test set by its nearest drawn example, and repeat `draws` times.
+
+    Returns:
+        The `(draws,)` accuracies; report their mean (and spread).
+
+    Example:
+
+    ```python
+    scores = few_shot_1nn_scores(train_emb, train_y, test_emb, test_y, shots_per_class=10)
+    print(f"10 labels per class: {scores.mean():.3f} +- {scores.std():.3f}")
+    ```
+    """
+    from tfcontrast.evaluation.probe import few_shot_indices
+
+    train_embeddings = as_embeddings(train_embeddings, "train_embeddings")
+    train_labels = as_labels(train_labels, "train_labels", len(train_embeddings))
+    check_positive_int("draws", draws, "few_shot_1nn_scores")
+    scores = []
+    for d in range(draws):
+        idx = few_shot_indices(train_labels, shots_per_class, seed=seed + d)
+        scores.append(
+            knn_accuracy(
+                train_embeddings[idx],
+                train_labels[idx],
+                test_embeddings,
+                test_labels,
+                k=1,
+                metric=metric,
+                weighting="plain",
+            )
+        )
+    return np.asarray(scores)
