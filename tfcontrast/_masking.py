@@ -15,6 +15,12 @@ def self_mask(batch, num_refs, offset):
     return ops.equal(ops.arange(batch)[:, None] + offset, ops.arange(num_refs)[None, :])
 
 
+def others_mask(batch, num_refs, offset):
+    """Boolean `(B, M)` mask of every reference but the anchor itself (`not self_mask`,
+    in one pass over the matrix)."""
+    return ops.not_equal(ops.arange(batch)[:, None] + offset, ops.arange(num_refs)[None, :])
+
+
 def pair_masks(labels, ref_labels, offset=0):
     """Positive and negative masks `(B, M)` as float32.
 
@@ -59,7 +65,109 @@ def masked_min(values, mask, axis=-1):
     return ops.min(ops.where(_as_bool(mask), values, high), axis=axis)
 
 
-def masked_logsumexp(values, mask, axis=-1):
-    """`log sum exp(values)` over `mask`; a large negative number where it is empty."""
-    # A scalar fill broadcasts inside `where`: no (B, M) tensor of -1e9 to build.
-    return ops.logsumexp(ops.where(_as_bool(mask), values, -1e9), axis=axis)
+#: Fill of the entries outside a mask in `masked_logsumexp`; an empty row's result.
+_EMPTY = -1e9
+
+
+def masked_logsumexp(values, mask=None, axis=-1):
+    """`log sum exp(values)` over `mask` (all entries when `mask` is None).
+
+    A row with an empty mask gets about `-1e9` and a zero gradient. Values must be
+    above `-1e9` to count.
+
+    The gradient is written by hand (`keras.ops.custom_gradient`, every backend): it is
+    `softmax(values) * upstream` over the mask, and the forward pass already holds the
+    exponentials (zero outside the mask), so the backward pass is one multiplication
+    over the matrix where the automatic one adds a broadcast, a product with the
+    exponentials and a select for the mask. Every loss built on log-sum-exps (SNN,
+    NT-Xent, InfoNCE, N-pair, lifted, circle, multi-similarity, SupCon) does much of its
+    elementwise work here.
+    """
+    values = ops.convert_to_tensor(values)
+    keep = None if mask is None else _as_bool(mask)
+
+    @ops.custom_gradient
+    def forward(x):
+        if keep is not None:
+            # A scalar fill broadcasts inside `where`: no (B, M) tensor of -1e9 to build.
+            x = ops.where(keep, x, _EMPTY)
+        # The row max is a constant shift (the value does not depend on it): no
+        # gradient flows through it.
+        shift = ops.max(x, axis=axis, keepdims=True)
+        exps = ops.exp(x - shift)
+        total = ops.sum(exps, axis=axis, keepdims=True)
+        result = ops.squeeze(ops.log(total) + shift, axis=axis)
+
+        def grad(*args, upstream=None):
+            if upstream is None:  # TensorFlow and JAX pass it positionally, torch by name
+                (upstream,) = args
+            # Outside the mask exps == 0 (exp(-1e9 - shift)), so no select is needed;
+            # an empty row has every entry at the fill and gets no gradient.
+            scale = ops.expand_dims(upstream, axis) / total
+            if keep is not None:
+                scale = ops.where(shift > _EMPTY / 2, scale, 0.0)
+            return exps * scale
+
+        return result, grad
+
+    return forward(values)
+
+
+#: Below this, a numerator sum shifted by the denominator's max has lost its precision
+#: (float32 turns subnormal at 1.2e-38): `masked_log_ratio` then shifts it by its own.
+_TINY = 1e-30
+
+
+def masked_log_ratio(values, numerator, denominator, axis=-1):
+    """`log sum_{denominator} exp(values) - log sum_{numerator} exp(values)` per row.
+
+    `numerator` must be a subset of `denominator` (both masks). Rows with an empty
+    numerator give 0 and a zero gradient. This is `-log` of the softmax mass (over the
+    denominator) that falls on the numerator: the soft nearest neighbour loss.
+
+    One exponential over the matrix serves both sums: the numerator reuses the
+    denominator's exponentials, shifted by the denominator's row max. Where that shift
+    leaves a row's numerator below `1e-30` (its entries far below the row's max, e.g. at
+    a small temperature), the numerator is recomputed with its own max, for the whole
+    batch (a `cond`: ordinary batches never pay for it), so the result stays exact
+    where a single unshifted exponential would give `log(0)`. The gradient is written
+    by hand, `upstream * (softmax_den - softmax_num)`, from the exponentials the
+    forward pass holds.
+    """
+    values = ops.convert_to_tensor(values)
+    num = _as_bool(numerator)
+    den = _as_bool(denominator)
+    has_num = ops.any(num, axis=axis, keepdims=True)
+
+    @ops.custom_gradient
+    def forward(x):
+        x = ops.where(den, x, _EMPTY)
+        shift = ops.max(x, axis=axis, keepdims=True)
+        exps = ops.exp(x - shift)
+        den_total = ops.sum(exps, axis=axis, keepdims=True)
+        num_exps = ops.where(num, exps, 0.0)
+        num_total = ops.sum(num_exps, axis=axis, keepdims=True)
+
+        def own_shift():
+            own = ops.max(ops.where(num, x, _EMPTY), axis=axis, keepdims=True)
+            own_exps = ops.where(num, ops.exp(x - own), 0.0)
+            return own_exps, ops.sum(own_exps, axis=axis, keepdims=True), own
+
+        def shared_shift():
+            return num_exps, num_total, shift
+
+        lost = ops.any(ops.logical_and(has_num, num_total < _TINY))
+        num_exps, num_total, num_shift = ops.cond(lost, own_shift, shared_shift)
+        num_total = ops.where(has_num, num_total, 1.0)
+        ratio = ops.log(den_total) + shift - ops.log(num_total) - num_shift
+        result = ops.squeeze(ops.where(has_num, ratio, 0.0), axis=axis)
+
+        def grad(*args, upstream=None):
+            if upstream is None:  # TensorFlow and JAX pass it positionally, torch by name
+                (upstream,) = args
+            up = ops.where(has_num, ops.expand_dims(upstream, axis), 0.0)
+            return exps * (up / den_total) - num_exps * (up / num_total)
+
+        return result, grad
+
+    return forward(values)

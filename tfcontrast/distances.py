@@ -53,9 +53,13 @@ def l2_normalize(x, axis=-1):
 def _pairwise_squared_euclidean(a, b):
     sq_a = ops.sum(ops.square(a), axis=-1, keepdims=True)
     sq_b = ops.sum(ops.square(b), axis=-1, keepdims=True)
-    d2 = sq_a - 2.0 * ops.matmul(a, ops.transpose(b)) + ops.transpose(sq_b)
-    # Cancellation can leave tiny negatives where the true distance is zero.
-    return ops.maximum(d2, 0.0)
+    # The factor -2 scales `a` (B1 x D), not the (B1, B2) product: one pass less over
+    # the matrix forward and backward.
+    d2 = ops.matmul(-2.0 * a, ops.transpose(b)) + sq_a + ops.transpose(sq_b)
+    # Cancellation can leave tiny negatives where the true distance is zero. `relu`
+    # rather than `maximum(d2, 0)`: its gradient is one select, with no reduction for
+    # the broadcast zero.
+    return ops.relu(d2)
 
 
 def _as_probabilities(x):

@@ -272,3 +272,91 @@ def test_masked_mean_gradient_is_finite_on_empty_rows():
     mask = np.array([[0, 0, 0], [1, 0, 1]], "float32")
     _, (grad,) = value_and_grad(lambda v: _masking.masked_mean(v, mask), values)
     np.testing.assert_allclose(grad, [[0, 0, 0], [0.5, 0, 0.5]])
+
+
+@pytest.mark.parametrize("axis", [1, 0])
+def test_masked_logsumexp_value_and_gradient_match_numpy(axis):
+    # The gradient is hand-written: check it against softmax-over-the-mask times the
+    # upstream weights, on values large enough to overflow an unshifted exp.
+    rng = np.random.default_rng(3)
+    values = (rng.standard_normal((5, 6)) * 300.0).astype("float32")
+    mask = rng.random((5, 6)) < 0.5
+    empty = 2
+    if axis == 1:
+        mask[empty, :] = False
+    else:
+        mask[:, empty] = False
+    weights = rng.uniform(0.5, 2.0, size=values.shape[1 - axis]).astype("float32")
+
+    m = values if axis == 1 else values.T
+    k = mask if axis == 1 else mask.T
+    expected_value = np.zeros(len(m))
+    expected_grad = np.zeros_like(m, dtype="float64")
+    for i in range(len(m)):
+        if not k[i].any():
+            continue
+        row = m[i][k[i]].astype("float64")
+        top = row.max()
+        expected_value[i] = top + np.log(np.exp(row - top).sum())
+        expected_grad[i, k[i]] = weights[i] * np.exp(row - expected_value[i])
+    if axis == 0:
+        expected_grad = expected_grad.T
+
+    value, (grad,) = value_and_grad(
+        lambda v: _masking.masked_logsumexp(v, mask, axis=axis) * ops.convert_to_tensor(weights),
+        values,
+    )
+    keep = np.arange(len(m)) != empty
+    np.testing.assert_allclose(value[keep] / weights[keep], expected_value[keep], rtol=1e-6)
+    assert value[empty] < -1e8
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-7)
+    assert np.all(np.isfinite(grad))
+
+
+def test_logsumexp_without_mask_matches_numpy():
+    values = np.array([[0.0, 1.0, 2.0], [-500.0, -501.0, -502.0]], "float32")
+    value, (grad,) = value_and_grad(lambda v: _masking.masked_logsumexp(v), values)
+    v64 = values.astype("float64")
+    expected = np.log(np.exp(v64 - v64.max(1, keepdims=True)).sum(1)) + v64.max(1)
+    np.testing.assert_allclose(value, expected, rtol=1e-6)
+    np.testing.assert_allclose(grad, np.exp(v64 - expected[:, None]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1.0, 400.0], ids=["shared-shift", "own-shift"])
+def test_masked_log_ratio_value_and_gradient_match_numpy(scale):
+    # scale 400: some rows' numerators sit hundreds below the row max, so they underflow
+    # when shifted by the denominator's max and take the exact own-shift branch.
+    rng = np.random.default_rng(5)
+    values = (rng.standard_normal((6, 7)) * scale).astype("float32")
+    den = rng.random((6, 7)) < 0.8
+    num = den & (rng.random((6, 7)) < 0.5)
+    num[1] = False  # no numerator: 0, no gradient
+    den[2] = True
+    num[2] = False
+    num[2, int(np.argmin(values[2]))] = True  # the row's smallest value alone on top
+    weights = rng.uniform(0.5, 2.0, size=6).astype("float32")
+
+    expected = np.zeros(6)
+    expected_grad = np.zeros((6, 7))
+    for i in range(6):
+        if not num[i].any():
+            continue
+        v = values[i].astype("float64")
+
+        def lse(m, v=v):
+            top = v[m].max()
+            return top + np.log(np.exp(v[m] - top).sum())
+
+        expected[i] = lse(den[i]) - lse(num[i])
+        expected_grad[i, den[i]] += weights[i] * np.exp(v[den[i]] - lse(den[i]))
+        expected_grad[i, num[i]] -= weights[i] * np.exp(v[num[i]] - lse(num[i]))
+
+    value, (grad,) = value_and_grad(
+        lambda v: _masking.masked_log_ratio(v, num, den, axis=1) * ops.convert_to_tensor(weights),
+        values,
+    )
+    if scale > 1.0:
+        assert expected[2] > 100.0  # the own-shift branch was needed
+    np.testing.assert_allclose(value / weights, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+    assert value[1] == 0.0 and np.all(grad[1] == 0.0)

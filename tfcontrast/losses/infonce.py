@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfcontrast._masking import masked_logsumexp, masked_mean, self_mask
+from tfcontrast._masking import masked_logsumexp, masked_mean, others_mask
 from tfcontrast.distances import l2_normalize
 from tfcontrast.layers.queue import MemoryQueue
 from tfcontrast.layers.scale import LogitScale
@@ -73,7 +73,7 @@ def _diagonal(matrix, offset):
 def _cross_entropy_rows(logits, offset):
     """Softmax cross entropy of each row with target column `offset + row`."""
     positive, _ = _diagonal(logits, offset)
-    return ops.logsumexp(logits, axis=1) - positive
+    return masked_logsumexp(logits, axis=1) - positive
 
 
 def _exactly_two_views(y_pred, owner, what):
@@ -223,13 +223,12 @@ class NTXentLoss(_ViewLoss):
             logits = logits / self.temperature
             flipped = ops.transpose(logits)
             logits = logits + (flipped - ops.stop_gradient(flipped))
-            is_self = ops.eye(num_anchors, dtype="bool")
         else:
             logits = ops.matmul(anchors, ops.transpose(_sample_major(refs)))
             logits = logits / self.temperature
-            is_self = self_mask(num_anchors, ops.shape(refs)[0] * views, offset * views)
         # The self-similarity leaves the denominator (every row keeps other candidates).
-        lse = ops.logsumexp(ops.where(is_self, -1e9, logits), axis=1)
+        others = others_mask(num_anchors, ops.shape(refs)[0] * views, offset * views)
+        lse = masked_logsumexp(logits, others, axis=1)
         # Positives, the anchor's other views, straight from the embeddings: anchor
         # (i, k) scores sum_{l != k} z_ik . z_il = z_ik . (sum_l z_il - z_ik).
         others = ops.sum(z, axis=1, keepdims=True) - z
@@ -304,7 +303,7 @@ class InfoNCELoss(_QueueMixin, _ViewLoss):
             ],
             axis=1,
         )
-        losses = masked_logsumexp(logits, ops.cast(mask, "float32"), axis=1) - positive[:, 0]
+        losses = masked_logsumexp(logits, mask, axis=1) - positive[:, 0]
         self._after_loss(keys)
         return losses
 
@@ -436,7 +435,7 @@ class DCLLoss(_ViewLoss):
         is_self, same_example = _view_masks(batch, ops.shape(refs)[0], views, offset)
         negative = ops.logical_not(same_example)
         has_negative = ops.any(negative, axis=1)
-        lse = masked_logsumexp(logits, ops.cast(negative, "float32"), axis=1)
+        lse = masked_logsumexp(logits, negative, axis=1)
         lse = ops.where(has_negative, lse, ops.zeros_like(lse))
         # Positive similarities (B, V, V): view k of example i against its view l.
         positive = ops.einsum("bkd,bld->bkl", z, z) / self.temperature
@@ -809,14 +808,11 @@ class SupConLoss(MetricLoss):
         return ops.mean(ops.reshape(per_anchor, (views, -1)), axis=0)
 
     def compute(self, labels, embeddings, ref_labels, ref_embeddings, offset):
-        from tfcontrast._masking import self_mask
-
         sims = self.distance.to_similarity(self.distance(embeddings, ref_embeddings))
         logits = sims / self.temperature
-        is_self = self_mask(ops.shape(labels)[0], ops.shape(ref_labels)[0], offset)
-        others = ops.logical_not(is_self)
+        others = others_mask(ops.shape(labels)[0], ops.shape(ref_labels)[0], offset)
         positive = ops.logical_and(ops.equal(labels[:, None], ref_labels[None, :]), others)
-        log_prob = logits - masked_logsumexp(logits, ops.cast(others, "float32"), axis=1)[:, None]
+        log_prob = logits - masked_logsumexp(logits, others, axis=1)[:, None]
         scale = 1.0 if self.base_temperature is None else self.temperature / self.base_temperature
         return -scale * masked_mean(log_prob, ops.cast(positive, "float32"), axis=1)
 

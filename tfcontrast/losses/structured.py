@@ -18,7 +18,7 @@ import math
 import keras
 from keras import ops
 
-from tfcontrast._masking import masked_logsumexp, masked_mean, self_mask
+from tfcontrast._masking import masked_log_ratio, masked_logsumexp, masked_mean, others_mask
 from tfcontrast.losses.base import MetricLoss, check_non_negative, check_positive
 from tfcontrast.losses.pairs import MiningLoss
 
@@ -361,20 +361,18 @@ class SoftNearestNeighborLoss(MetricLoss):
 
     def compute(self, labels, embeddings, ref_labels, ref_embeddings, offset):
         matrix = self.distance(embeddings, ref_embeddings)
-        logits = -self.distance.to_distance(matrix) / self.temperature
+        # One multiplication over the matrix (not a negation and a division).
+        logits = self.distance.to_distance(matrix) * (-1.0 / self.temperature)
         # Bool masks end to end: no float casts and comparisons over the (B, M) matrix.
-        same = ops.equal(labels[:, None], ref_labels[None, :])
+        positive = ops.equal(labels[:, None], ref_labels[None, :])
         if offset is None:
-            denominator = ops.logsumexp(logits, axis=1)
-            positive = same
+            others = ops.ones_like(positive)
         else:
-            others = ops.logical_not(
-                self_mask(ops.shape(labels)[0], ops.shape(ref_labels)[0], offset)
-            )
-            denominator = masked_logsumexp(logits, others)
-            positive = ops.logical_and(same, others)
-        loss = denominator - masked_logsumexp(logits, positive)
-        return ops.where(ops.any(positive, axis=1), loss, 0.0)
+            others = others_mask(ops.shape(labels)[0], ops.shape(ref_labels)[0], offset)
+            positive = ops.logical_and(positive, others)
+        # -log(softmax mass on the positives), one exponential for both sums; 0 for an
+        # anchor without a positive.
+        return masked_log_ratio(logits, positive, others, axis=1)
 
     def get_config(self):
         temperature = self._initial_temperature
