@@ -239,3 +239,29 @@ def test_labels_are_ignored(rng):
     labels = np.arange(12, dtype="int32")
     for loss in [VICRegLoss(), BarlowTwinsLoss()]:
         np.testing.assert_allclose(float(loss(labels, y)), float(loss(None, y)), rtol=1e-6)
+
+
+def _numerical_gradient(fn, y, step=1e-4):
+    grad = np.zeros_like(y, dtype=np.float64)
+    for idx in np.ndindex(y.shape):
+        up, down = y.astype(np.float64), y.astype(np.float64)
+        up[idx] += step
+        down[idx] -= step
+        grad[idx] = (fn(up) - fn(down)) / (2 * step)
+    return grad
+
+
+@pytest.mark.parametrize(
+    "batch, dim", [(12, 6), (5, 16)], ids=["cross-correlation", "gram-matrices"]
+)
+@pytest.mark.parametrize("views", [2, 3])
+def test_barlow_value_and_gradient_both_forms(rng, batch, dim, views):
+    # (5, 16): fewer rows than 3/4 of the dimensions, the N x N Gram form; (12, 6): the
+    # D x D cross-correlation. Both against the NumPy loops and their finite differences.
+    y = _views(rng, batch=batch, views=views, dim=dim)
+    y[:, 1] += y[:, 0]
+    lam = 0.3
+    value, grad = _grad(BarlowTwinsLoss(lambda_=lam), y)
+    np.testing.assert_allclose(float(value), np_barlow(y, lam), rtol=1e-5)
+    expected = _numerical_gradient(lambda v: np_barlow(v, lam), y)
+    np.testing.assert_allclose(grad, expected, rtol=2e-3, atol=2e-4)
