@@ -133,6 +133,11 @@ def measure_memory(side: str, case: str, batch: int, dim: int, timeout: float = 
     return {"ok": False, "error": f"exit {proc.returncode}: {proc.stderr[-1000:]}"}
 
 
+def command_line() -> str:
+    """The command that ran this benchmark, as typed (`python benchmarks/x.py --flags`)."""
+    return " ".join(["python", *sys.argv])
+
+
 def load_average() -> float:
     return os.getloadavg()[0]
 

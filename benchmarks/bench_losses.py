@@ -182,7 +182,7 @@ def main(argv=None) -> int:
 
     payload = {
         "benchmark": "supervised metric losses, forward+backward, tfcontrast vs TF Similarity",
-        "command": "python benchmarks/bench_losses.py" + (" --quick" if quick else ""),
+        "command": C.command_line(),
         "machine": C.machine_info(),
         "libraries": infos,
         "settings": {

@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     payload = {
         "benchmark": "self-supervised losses, forward+backward, tfcontrast vs TF Similarity "
         "and lightly",
-        "command": "python benchmarks/bench_ssl_losses.py" + (" --quick" if quick else ""),
+        "command": C.command_line(),
         "machine": C.machine_info(),
         "libraries": infos,
         "settings": {

@@ -285,6 +285,34 @@ def test_soft_nearest_neighbor_matches_reference(rng, distance, temperature):
     )
 
 
+def test_soft_nearest_neighbor_exact_at_small_temperature(rng):
+    # T = 0.01: logits span thousands, so under one shared shift some anchors' positives
+    # underflow float32 (the unshifted or singly shifted ratio gives log(0)). Reference:
+    # each sum with its own max, in float64.
+    labels, emb = batch(rng, n=16, classes=4)
+    t = 0.01
+    got = per_anchor(losses.SoftNearestNeighborLoss(temperature=t), labels, emb)
+    d = np_dist("squared_euclidean", emb, emb).astype(np.float64)
+    want = []
+    for i in range(len(labels)):
+        num = [-d[i, j] / t for j in range(len(labels)) if labels[j] == labels[i] and j != i]
+        den = [-d[i, k] / t for k in range(len(labels)) if k != i]
+        if not num:
+            want.append(0.0)
+            continue
+        want.append(
+            max(den)
+            + math.log(sum(math.exp(v - max(den)) for v in den))
+            - max(num)
+            - math.log(sum(math.exp(v - max(num)) for v in num))
+        )
+    want = np.array(want)
+    assert want.max() > 100.0  # some anchor's positives are far below its nearest other
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    value, grad = _grad(losses.SoftNearestNeighborLoss(temperature=t), labels, emb)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+
+
 def test_disjoint_references(rng):
     """`compute` with references that do not contain the anchors (offset=None)."""
     labels, emb = batch(rng, n=6)

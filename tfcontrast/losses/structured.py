@@ -297,8 +297,12 @@ class SoftNearestNeighborLoss(MetricLoss):
         L_i = -log( sum_{j != i, y_j = y_i} exp(-d_ij / T)
                     / sum_{k != i} exp(-d_ik / T) )
 
-    computed as a difference of masked log-sum-exps (no `eps` inside the log). An anchor
-    without a positive contributes 0; one without a negative gets 0 by construction.
+    computed as `log sum_{k != i} - log sum_{positives}` from one exponential of the
+    matrix, shifted by each row's max (no `eps` inside the log). Where the positives of a
+    row lie so far below its max that their shifted sum underflows (small temperatures),
+    they are summed again with their own shift, so the value and gradient stay exact
+    (`tfcontrast._masking.masked_log_ratio`). An anchor without a positive contributes
+    0; one without a negative gets 0 by construction.
 
     Temperature: fixed (`learnable_temperature=False`) or learnable. A learnable
     temperature is kept as `log_temperature`, a trainable float32 `keras.Variable` of the
