@@ -10,15 +10,22 @@ import keras
 from keras import ops
 
 
+def _anchor_and_reference_rows(batch, num_refs, offset):
+    rows = ops.arange(batch)[:, None]
+    if not (isinstance(offset, int) and offset == 0):  # one op less for in-batch refs
+        rows = rows + offset
+    return rows, ops.arange(num_refs)[None, :]
+
+
 def self_mask(batch, num_refs, offset):
     """Boolean `(B, M)` mask of anchor `i` being reference `offset + i`."""
-    return ops.equal(ops.arange(batch)[:, None] + offset, ops.arange(num_refs)[None, :])
+    return ops.equal(*_anchor_and_reference_rows(batch, num_refs, offset))
 
 
 def others_mask(batch, num_refs, offset):
     """Boolean `(B, M)` mask of every reference but the anchor itself (`not self_mask`,
     in one pass over the matrix)."""
-    return ops.not_equal(ops.arange(batch)[:, None] + offset, ops.arange(num_refs)[None, :])
+    return ops.not_equal(*_anchor_and_reference_rows(batch, num_refs, offset))
 
 
 def pair_masks(labels, ref_labels, offset=0):

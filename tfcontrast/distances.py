@@ -52,10 +52,12 @@ def l2_normalize(x, axis=-1):
 
 def _pairwise_squared_euclidean(a, b):
     sq_a = ops.sum(ops.square(a), axis=-1, keepdims=True)
-    sq_b = ops.sum(ops.square(b), axis=-1, keepdims=True)
+    # In-batch references are the anchors themselves: their norms are computed once.
+    sq_b = sq_a if b is a else ops.sum(ops.square(b), axis=-1, keepdims=True)
     # The factor -2 scales `a` (B1 x D), not the (B1, B2) product: one pass less over
     # the matrix forward and backward.
-    d2 = ops.matmul(-2.0 * a, ops.transpose(b)) + sq_a + ops.transpose(sq_b)
+    # (M, 1) -> (1, M) as a reshape: no transpose (nor its inverse in the gradient).
+    d2 = ops.matmul(-2.0 * a, ops.transpose(b)) + sq_a + ops.reshape(sq_b, (1, -1))
     # Cancellation can leave tiny negatives where the true distance is zero. `relu`
     # rather than `maximum(d2, 0)`: its gradient is one select, with no reduction for
     # the broadcast zero.
@@ -131,7 +133,9 @@ class CosineDistance(Distance):
     name = "cosine"
 
     def pairwise(self, a, b):
-        return 1.0 - ops.matmul(l2_normalize(a), ops.transpose(l2_normalize(b)))
+        unit_a = l2_normalize(a)
+        unit_b = unit_a if b is a else l2_normalize(b)  # in-batch: normalise once
+        return 1.0 - ops.matmul(unit_a, ops.transpose(unit_b))
 
     def to_similarity(self, matrix):
         # The cosine similarity itself, so margins keep their usual meaning.
