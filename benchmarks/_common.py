@@ -198,6 +198,15 @@ def run_alternating(
     return out
 
 
+def rounds_text(payload: dict) -> str:
+    """ "3 alternating rounds in each of 3 fresh worker processes" (or older runs' form)."""
+    settings = payload["settings"]
+    text = f"{settings['rounds']} alternating rounds"
+    if settings.get("processes", 1) > 1:
+        text += f" in each of {settings['processes']} fresh worker processes"
+    return text
+
+
 def fmt_ms(value) -> str:
     if value is None:
         return "n/a"
@@ -242,60 +251,99 @@ def open_workers(sides, log_dir: Path, log=print) -> dict:
 
 
 def time_rows(
-    workers: dict,
+    sides,
     rows: list[dict],
     configs: list[tuple[int, int]],
     rounds: int,
     timing: dict,
+    processes: int = 1,
     log=print,
-) -> list[dict]:
+) -> tuple[list[dict], dict]:
     """Times every row (a dict with `name` and `cases: {side: case}`) at every
-    `(batch, dim)` configuration, sides alternating, and returns one record per pair.
+    `(batch, dim)` configuration and returns `(records, worker infos)`, one record per
+    pair.
 
-    Ratios are `peer_ms / tfcontrast_ms` (> 1: tfcontrast is faster).
+    The sides alternate inside every round. The whole run is repeated in `processes`
+    fresh sets of worker processes and the samples pooled: a worker process has a speed
+    of its own (at a millisecond or two per call, one process of a side ran 15-20%
+    faster or slower than the next for its whole life), which alternating inside one
+    pair of processes cannot average out. Each record keeps every process's median
+    (`process_medians_ms`). Ratios are `peer_ms / tfcontrast_ms` (> 1: tfcontrast is
+    faster).
     """
-    records = []
-    for batch, dim in configs:
-        for row in rows:
-            pairs = [(side, case) for side, case in row["cases"].items() if side in workers]
-            load_before = load_average()
-            t0 = time.perf_counter()
-            timed = run_alternating(workers, pairs, batch, dim, rounds, timing, log=log)
-            record = {
-                "name": row["name"],
-                "batch": batch,
-                "dim": dim,
-                "cases": dict(row["cases"]),
-                "load_avg_1min": load_before,
-                "wall_s": time.perf_counter() - t0,
-                "sides": {},
-            }
-            for side, result in timed.items():
-                samples = result["samples"]
-                record["sides"][side] = {
-                    "median_ms": median_ms(samples) if samples else None,
-                    "min_ms": 1000.0 * min(samples) if samples else None,
-                    "samples": len(samples),
-                    "round_medians_ms": result["round_medians_ms"],
-                    "value": result["value"],
-                    "error": result["error"],
-                }
-            ours = record["sides"].get("tfcontrast", {}).get("median_ms")
-            record["ratios"] = {
-                side: (info["median_ms"] / ours if ours and info["median_ms"] else None)
-                for side, info in record["sides"].items()
-                if side != "tfcontrast"
-            }
-            summary = ", ".join(
-                f"{LABELS[s]} {fmt_ms(i['median_ms'])} ms (value {i['value']!r:.10})"
-                for s, i in record["sides"].items()
-            )
-            ratios = ", ".join(
-                f"{LABELS[s]}/ours {fmt_ratio(v)}" for s, v in record["ratios"].items()
-            )
-            log(
-                f"  {row['name']:<34} B={batch:<5} D={dim:<5} {summary}; {ratios}  "
-                f"[load {load_before:.2f}]"
-            )
-            records.append(record)
-    return records
+    raw: dict = {}  # (batch, dim, row name) -> {side: [per-process results]}
+    meta: dict = {}
+    infos: dict = {}
+    for p in range(processes):
+        if processes > 1:
+            log(f"  worker processes {p + 1} of {processes}")
+        workers = open_workers(sides, LOG_DIR, log=log)
+        try:
+            for batch, dim in configs:
+                for row in rows:
+                    pairs = [(s, case) for s, case in row["cases"].items() if s in workers]
+                    key = (batch, dim, row["name"])
+                    load_before = load_average()
+                    t0 = time.perf_counter()
+                    timed = run_alternating(workers, pairs, batch, dim, rounds, timing, log=log)
+                    info = meta.setdefault(key, {"load": [], "wall_s": 0.0, "row": row})
+                    info["load"].append(load_before)
+                    info["wall_s"] += time.perf_counter() - t0
+                    for side, result in timed.items():
+                        raw.setdefault(key, {}).setdefault(side, []).append(result)
+                    log(_describe(_record(key, meta[key], {s: [r] for s, r in timed.items()})))
+        finally:
+            infos = {side: w.info for side, w in workers.items()}
+            for w in workers.values():
+                w.close()
+    records = [_record(key, meta[key], raw[key]) for key in raw]
+    if processes > 1:
+        for record in records:
+            log("  pooled" + _describe(record)[1:])
+    return records, infos
+
+
+def _record(key, info, per_side: dict) -> dict:
+    """A record from each side's per-process results (samples pooled)."""
+    batch, dim, name = key
+    record = {
+        "name": name,
+        "batch": batch,
+        "dim": dim,
+        "cases": dict(info["row"]["cases"]),
+        "load_avg_1min": max(info["load"]),
+        "wall_s": info["wall_s"],
+        "sides": {},
+    }
+    for side, runs in per_side.items():
+        samples = [t for run in runs for t in run["samples"]]
+        record["sides"][side] = {
+            "median_ms": median_ms(samples) if samples else None,
+            "min_ms": 1000.0 * min(samples) if samples else None,
+            "samples": len(samples),
+            "round_medians_ms": [m for run in runs for m in run["round_medians_ms"]],
+            "process_medians_ms": [
+                median_ms(run["samples"]) if run["samples"] else None for run in runs
+            ],
+            "value": runs[-1]["value"],
+            "error": next((run["error"] for run in runs if run["error"]), None),
+        }
+    ours = record["sides"].get("tfcontrast", {}).get("median_ms")
+    record["ratios"] = {
+        side: (s["median_ms"] / ours if ours and s["median_ms"] else None)
+        for side, s in record["sides"].items()
+        if side != "tfcontrast"
+    }
+    return record
+
+
+def _describe(record: dict) -> str:
+    summary = ", ".join(
+        f"{LABELS[s]} {fmt_ms(i['median_ms'])} ms (value {i['value']!r:.10})"
+        for s, i in record["sides"].items()
+    )
+    ratios = ", ".join(f"{LABELS[s]}/ours {fmt_ratio(v)}" for s, v in record["ratios"].items())
+    return (
+        f"  {record['name']:<34} B={record['batch']:<5} D={record['dim']:<5} {summary}; "
+        f"{ratios}  [load {record['load_avg_1min']:.2f}]"
+    )

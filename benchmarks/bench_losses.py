@@ -89,6 +89,7 @@ def _targets(records: list[dict]) -> dict:
 
 
 def markdown(payload: dict) -> str:
+    _rounds = C.rounds_text
     records = payload["results"]
     batches = sorted({r["batch"] for r in records})
     memory = {(m["name"], m["side"]): m for m in payload.get("memory", [])}
@@ -119,8 +120,7 @@ def markdown(payload: dict) -> str:
     loads = [r["load_avg_1min"] for r in records]
     lines.append("")
     lines.append(
-        f"D = {payload['settings']['dim']}, medians of {payload['settings']['rounds']} "
-        f"alternating rounds; ratio = TF Similarity / tfcontrast (> 1: tfcontrast faster). "
+        f"D = {payload['settings']['dim']}, medians of {_rounds(payload)}; ratio = TF Similarity / tfcontrast (> 1: tfcontrast faster). "
         f"1-min load average {min(loads):.2f}-{max(loads):.2f} on "
         f"{payload['machine']['cpu_count']} CPUs ({payload['machine']['cpu']}), "
         f"{payload['machine']['date_utc']}."
@@ -133,9 +133,14 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small B, few repeats")
     parser.add_argument("--batches", type=int, nargs="+", help="batch sizes (default 256 1024)")
     parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--rounds", type=int, help="alternating rounds (default 7, quick 2)")
+    parser.add_argument(
+        "--rounds", type=int, help="alternating rounds per process (default 3, quick 2)"
+    )
     parser.add_argument("--memory-batch", type=int, help="B for peak memory (default 4096)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
+    parser.add_argument(
+        "--processes", type=int, help="fresh worker processes per side, pooled (default 3, quick 1)"
+    )
     parser.add_argument("--out", type=Path, help="JSON output path")
     parser.add_argument("--from-json", type=Path, help="print the table of a JSON file and exit")
     args = parser.parse_args(argv)
@@ -146,7 +151,8 @@ def main(argv=None) -> int:
 
     quick = args.quick
     batches = args.batches or ([128] if quick else [256, 1024])
-    rounds = args.rounds or (2 if quick else 7)
+    rounds = args.rounds or (2 if quick else 3)
+    processes = args.processes or (1 if quick else 3)
     memory_batch = args.memory_batch or (512 if quick else 4096)
     timing = (
         {"min_repeats": 2, "max_repeats": 5, "min_time": 0.05}
@@ -156,15 +162,10 @@ def main(argv=None) -> int:
     out = args.out or C.default_out("losses", quick)
 
     print(f"bench_losses: B={batches} D={args.dim} rounds={rounds} load={C.load_average():.2f}")
-    workers = C.open_workers(SIDES, C.LOG_DIR)
     load_start = C.load_average()
     t0 = time.perf_counter()
-    try:
-        records = C.time_rows(workers, ROWS, [(b, args.dim) for b in batches], rounds, timing)
-    finally:
-        infos = {side: w.info for side, w in workers.items()}
-        for w in workers.values():
-            w.close()
+    configs = [(b, args.dim) for b in batches]
+    records, infos = C.time_rows(SIDES, ROWS, configs, rounds, timing, processes)
 
     memory = []
     if not args.no_memory:
@@ -172,7 +173,7 @@ def main(argv=None) -> int:
         for i, row in enumerate(ROWS):
             order = SIDES if i % 2 == 0 else SIDES[::-1]
             for side in order:
-                if side not in workers:
+                if side not in infos:
                     continue
                 m = C.measure_memory(side, row["cases"][side], memory_batch, args.dim)
                 m.update({"name": row["name"], "side": side})
@@ -189,6 +190,7 @@ def main(argv=None) -> int:
             "batches": batches,
             "dim": args.dim,
             "rounds": rounds,
+            "processes": processes,
             "timing": timing,
             "threads": 2,
             "jit_compile": False,

@@ -74,6 +74,7 @@ def _targets(records: list[dict]) -> dict:
 
 
 def markdown(payload: dict) -> str:
+    _rounds = C.rounds_text
     head = [
         "Loss",
         "B",
@@ -110,7 +111,7 @@ def markdown(payload: dict) -> str:
     skipped = payload["settings"].get("skipped") or []
     lines.append("")
     lines.append(
-        f"Two views, medians of {payload['settings']['rounds']} alternating rounds; ratio = "
+        f"Two views, medians of {_rounds(payload)}; ratio = "
         f"peer / tfcontrast (> 1: tfcontrast faster). 1-min load average "
         f"{min(loads):.2f}-{max(loads):.2f} on {payload['machine']['cpu_count']} CPUs "
         f"({payload['machine']['cpu']}), {payload['machine']['date_utc']}."
@@ -124,7 +125,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small B and D, few repeats")
     parser.add_argument("--batches", type=int, nargs="+", help="default 512 2048")
     parser.add_argument("--dims", type=int, nargs="+", help="default 128 2048")
-    parser.add_argument("--rounds", type=int, help="alternating rounds (default 5, quick 2)")
+    parser.add_argument(
+        "--rounds", type=int, help="alternating rounds per process (default 3, quick 2)"
+    )
+    parser.add_argument(
+        "--processes", type=int, help="fresh worker processes per side, pooled (default 3, quick 1)"
+    )
     parser.add_argument("--out", type=Path, help="JSON output path")
     parser.add_argument("--from-json", type=Path, help="print the table of a JSON file and exit")
     args = parser.parse_args(argv)
@@ -136,7 +142,8 @@ def main(argv=None) -> int:
     quick = args.quick
     batches = args.batches or ([128] if quick else [512, 2048])
     dims = args.dims or ([64] if quick else [128, 2048])
-    rounds = args.rounds or (2 if quick else 5)
+    rounds = args.rounds or (2 if quick else 3)
+    processes = args.processes or (1 if quick else 3)
     timing = (
         {"min_repeats": 2, "max_repeats": 5, "min_time": 0.05}
         if quick
@@ -146,15 +153,9 @@ def main(argv=None) -> int:
     configs = [(b, d) for b in batches for d in dims]
 
     print(f"bench_ssl_losses: B={batches} D={dims} rounds={rounds} load={C.load_average():.2f}")
-    workers = C.open_workers(SIDES, C.LOG_DIR)
     load_start = C.load_average()
     t0 = time.perf_counter()
-    try:
-        records = C.time_rows(workers, ROWS, configs, rounds, timing)
-    finally:
-        infos = {side: w.info for side, w in workers.items()}
-        for w in workers.values():
-            w.close()
+    records, infos = C.time_rows(SIDES, ROWS, configs, rounds, timing, processes)
     skipped = [
         f"{r['name']} B={r['batch']} D={r['dim']} {C.LABELS[s]}: {i['error']}"
         for r in records
@@ -173,6 +174,7 @@ def main(argv=None) -> int:
             "dims": dims,
             "views": 2,
             "rounds": rounds,
+            "processes": processes,
             "timing": timing,
             "threads": 2,
             "jit_compile": False,
