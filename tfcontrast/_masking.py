@@ -86,9 +86,9 @@ def masked_logsumexp(values, mask=None, axis=-1):
     `softmax(values) * upstream` over the mask, and the forward pass already holds the
     exponentials (zero outside the mask), so the backward pass is one multiplication
     over the matrix where the automatic one adds a broadcast, a product with the
-    exponentials and a select for the mask. Every loss built on log-sum-exps (SNN,
-    NT-Xent, InfoNCE, N-pair, lifted, circle, multi-similarity, SupCon) does much of its
-    elementwise work here.
+    exponentials and a select for the mask. The log-sum-exp losses (NT-Xent, InfoNCE,
+    DCL, SupCon, N-pair, lifted, circle, multi-similarity) do much of their elementwise
+    work here.
     """
     values = ops.convert_to_tensor(values)
     keep = None if mask is None else _as_bool(mask)

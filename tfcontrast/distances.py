@@ -54,9 +54,8 @@ def _pairwise_squared_euclidean(a, b):
     sq_a = ops.sum(ops.square(a), axis=-1, keepdims=True)
     # In-batch references are the anchors themselves: their norms are computed once.
     sq_b = sq_a if b is a else ops.sum(ops.square(b), axis=-1, keepdims=True)
-    # The factor -2 scales `a` (B1 x D), not the (B1, B2) product: one pass less over
-    # the matrix forward and backward.
-    # (M, 1) -> (1, M) as a reshape: no transpose (nor its inverse in the gradient).
+    # The factor -2 scales `a` (B1 x D), not the (B1, B2) product (one pass less over
+    # the matrix forward and backward); the norm row is a reshape, not a transpose.
     d2 = ops.matmul(-2.0 * a, ops.transpose(b)) + sq_a + ops.reshape(sq_b, (1, -1))
     # Cancellation can leave tiny negatives where the true distance is zero. `relu`
     # rather than `maximum(d2, 0)`: its gradient is one select, with no reduction for

@@ -227,8 +227,8 @@ class NTXentLoss(_ViewLoss):
             logits = ops.matmul(anchors, ops.transpose(_sample_major(refs)))
             logits = logits / self.temperature
         # The self-similarity leaves the denominator (every row keeps other candidates).
-        others = others_mask(num_anchors, ops.shape(refs)[0] * views, offset * views)
-        lse = masked_logsumexp(logits, others, axis=1)
+        candidates = others_mask(num_anchors, ops.shape(refs)[0] * views, offset * views)
+        lse = masked_logsumexp(logits, candidates, axis=1)
         # Positives, the anchor's other views, straight from the embeddings: anchor
         # (i, k) scores sum_{l != k} z_ik . z_il = z_ik . (sum_l z_il - z_ik).
         others = ops.sum(z, axis=1, keepdims=True) - z
