@@ -199,7 +199,8 @@ def run_alternating(
 
 
 def rounds_text(payload: dict) -> str:
-    """ "3 alternating rounds in each of 3 fresh worker processes" (or older runs' form)."""
+    """How the medians were taken, e.g. "3 alternating rounds in each of 3 fresh worker
+    processes" (older runs: "7 alternating rounds")."""
     settings = payload["settings"]
     text = f"{settings['rounds']} alternating rounds"
     if settings.get("processes", 1) > 1:

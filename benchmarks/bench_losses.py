@@ -89,7 +89,6 @@ def _targets(records: list[dict]) -> dict:
 
 
 def markdown(payload: dict) -> str:
-    _rounds = C.rounds_text
     records = payload["results"]
     batches = sorted({r["batch"] for r in records})
     memory = {(m["name"], m["side"]): m for m in payload.get("memory", [])}
@@ -120,7 +119,8 @@ def markdown(payload: dict) -> str:
     loads = [r["load_avg_1min"] for r in records]
     lines.append("")
     lines.append(
-        f"D = {payload['settings']['dim']}, medians of {_rounds(payload)}; ratio = TF Similarity / tfcontrast (> 1: tfcontrast faster). "
+        f"D = {payload['settings']['dim']}, medians of {C.rounds_text(payload)}; "
+        f"ratio = TF Similarity / tfcontrast (> 1: tfcontrast faster). "
         f"1-min load average {min(loads):.2f}-{max(loads):.2f} on "
         f"{payload['machine']['cpu_count']} CPUs ({payload['machine']['cpu']}), "
         f"{payload['machine']['date_utc']}."

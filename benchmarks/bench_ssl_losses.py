@@ -74,7 +74,6 @@ def _targets(records: list[dict]) -> dict:
 
 
 def markdown(payload: dict) -> str:
-    _rounds = C.rounds_text
     head = [
         "Loss",
         "B",
@@ -111,7 +110,7 @@ def markdown(payload: dict) -> str:
     skipped = payload["settings"].get("skipped") or []
     lines.append("")
     lines.append(
-        f"Two views, medians of {_rounds(payload)}; ratio = "
+        f"Two views, medians of {C.rounds_text(payload)}; ratio = "
         f"peer / tfcontrast (> 1: tfcontrast faster). 1-min load average "
         f"{min(loads):.2f}-{max(loads):.2f} on {payload['machine']['cpu_count']} CPUs "
         f"({payload['machine']['cpu']}), {payload['machine']['date_utc']}."

@@ -76,6 +76,18 @@ def masked_min(values, mask, axis=-1):
 _EMPTY = -1e9
 
 
+def _shifted_exps(x, keep, axis):
+    """`(x masked, row max, exp(x - max), row sum)`: the forward pass of a masked
+    log-sum-exp. The max is a constant shift (the value does not depend on it), so no
+    gradient flows through it."""
+    if keep is not None:
+        # A scalar fill broadcasts inside `where`: no (B, M) tensor of -1e9 to build.
+        x = ops.where(keep, x, _EMPTY)
+    shift = ops.max(x, axis=axis, keepdims=True)
+    exps = ops.exp(x - shift)
+    return x, shift, exps, ops.sum(exps, axis=axis, keepdims=True)
+
+
 def masked_logsumexp(values, mask=None, axis=-1):
     """`log sum exp(values)` over `mask` (all entries when `mask` is None).
 
@@ -95,14 +107,7 @@ def masked_logsumexp(values, mask=None, axis=-1):
 
     @ops.custom_gradient
     def forward(x):
-        if keep is not None:
-            # A scalar fill broadcasts inside `where`: no (B, M) tensor of -1e9 to build.
-            x = ops.where(keep, x, _EMPTY)
-        # The row max is a constant shift (the value does not depend on it): no
-        # gradient flows through it.
-        shift = ops.max(x, axis=axis, keepdims=True)
-        exps = ops.exp(x - shift)
-        total = ops.sum(exps, axis=axis, keepdims=True)
+        x, shift, exps, total = _shifted_exps(x, keep, axis)
         result = ops.squeeze(ops.log(total) + shift, axis=axis)
 
         def grad(*args, upstream=None):
@@ -125,10 +130,11 @@ def masked_logsumexp(values, mask=None, axis=-1):
 _TINY = 1e-30
 
 
-def masked_log_ratio(values, numerator, denominator, axis=-1):
+def masked_log_ratio(values, numerator, denominator=None, axis=-1):
     """`log sum_{denominator} exp(values) - log sum_{numerator} exp(values)` per row.
 
-    `numerator` must be a subset of `denominator` (both masks). Rows with an empty
+    `numerator` must be a subset of `denominator` (both masks; no denominator: every
+    entry). Rows with an empty
     numerator give 0 and a zero gradient. This is `-log` of the softmax mass (over the
     denominator) that falls on the numerator: the soft nearest neighbour loss.
 
@@ -143,15 +149,12 @@ def masked_log_ratio(values, numerator, denominator, axis=-1):
     """
     values = ops.convert_to_tensor(values)
     num = _as_bool(numerator)
-    den = _as_bool(denominator)
+    den = None if denominator is None else _as_bool(denominator)
     has_num = ops.any(num, axis=axis, keepdims=True)
 
     @ops.custom_gradient
     def forward(x):
-        x = ops.where(den, x, _EMPTY)
-        shift = ops.max(x, axis=axis, keepdims=True)
-        exps = ops.exp(x - shift)
-        den_total = ops.sum(exps, axis=axis, keepdims=True)
+        x, shift, exps, den_total = _shifted_exps(x, den, axis)
         num_exps = ops.where(num, exps, 0.0)
         num_total = ops.sum(num_exps, axis=axis, keepdims=True)
 

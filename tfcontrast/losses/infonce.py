@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfcontrast._masking import masked_logsumexp, masked_mean, others_mask
+from tfcontrast._masking import masked_logsumexp, masked_mean, others_mask, self_mask
 from tfcontrast.distances import l2_normalize
 from tfcontrast.layers.queue import MemoryQueue
 from tfcontrast.layers.scale import LogitScale
@@ -65,8 +65,7 @@ def _view_masks(batch, ref_batch, views, offset):
 
 def _diagonal(matrix, offset):
     """`matrix[i, offset + i]` for every row `i` of a `(B, Bg)` matrix."""
-    cols = ops.arange(ops.shape(matrix)[0], dtype="int32") + ops.cast(offset, "int32")
-    hits = ops.equal(cols[:, None], ops.arange(ops.shape(matrix)[1], dtype="int32")[None, :])
+    hits = self_mask(ops.shape(matrix)[0], ops.shape(matrix)[1], offset)
     return ops.sum(ops.where(hits, matrix, ops.zeros_like(matrix)), axis=1), hits
 
 

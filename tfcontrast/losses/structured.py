@@ -369,9 +369,8 @@ class SoftNearestNeighborLoss(MetricLoss):
         logits = self.distance.to_distance(matrix) * (-1.0 / self.temperature)
         # Bool masks end to end: no float casts and comparisons over the (B, M) matrix.
         positive = ops.equal(labels[:, None], ref_labels[None, :])
-        if offset is None:
-            others = ops.ones_like(positive)
-        else:
+        others = None  # disjoint references: every one is in the denominator
+        if offset is not None:
             others = others_mask(ops.shape(labels)[0], ops.shape(ref_labels)[0], offset)
             positive = ops.logical_and(positive, others)
         # -log(softmax mass on the positives), one exponential for both sums; 0 for an
