@@ -35,6 +35,19 @@ DISTANCE_NAMES = (
 PROBABILITY_DISTANCES = ("kl", "js", "wasserstein")
 
 
+def numerical_gradient(fn, x, step=1e-4) -> np.ndarray:
+    """Central finite differences of the scalar `fn` at every coordinate of `x`
+    (float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[idx] += step
+        down[idx] -= step
+        grad[idx] = (fn(up) - fn(down)) / (2 * step)
+    return grad
+
+
 # -- distances ----------------------------------------------------------------------
 def _cosine(x, y):
     nx, ny = np.linalg.norm(x), np.linalg.norm(y)

@@ -88,6 +88,26 @@ def test_finite_gradients_at_zero_distance(name, rng):
         assert np.all(d >= -1e-6)
 
 
+@pytest.mark.parametrize("in_batch", [True, False], ids=["in-batch", "two-sets"])
+@pytest.mark.parametrize("name", ALL)
+def test_gradient_matches_finite_differences(name, in_batch, rng):
+    # A weighted sum with an asymmetric weight matrix: in-batch (`b` omitted) the
+    # gradient comes through both arguments at once (a hand-written Gram for the
+    # inner-product distances); against central differences of the NumPy reference.
+    a, b = _inputs(name, rng, b1=4, b2=4, dim=3)
+    if in_batch:
+        b = None
+    weights = rng.normal(size=(4, 4))
+    dist = distances.get(name)
+    args = (a,) if in_batch else (a, b)
+    w = keras.ops.convert_to_tensor(weights.astype("float32"))
+    _, grads = value_and_grad(lambda *x: dist(*x) * w, *args)
+    expected = reference.numerical_gradient(
+        lambda x: np.sum(weights * reference.pairwise(name, x, b)), a, step=1e-5
+    )
+    np.testing.assert_allclose(grads[0], expected, rtol=2e-3, atol=2e-4)
+
+
 def test_euclidean_gradient_is_zero_at_exactly_zero_distance():
     # sqrt'(0) is infinite; the library must cut it to 0 rather than produce NaN.
     a = np.zeros((2, 3), "float32")

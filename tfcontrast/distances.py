@@ -27,6 +27,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfcontrast._linalg import gram
 from tfcontrast._registry import resolve
 
 _EPS = 1e-12
@@ -56,7 +57,8 @@ def _pairwise_squared_euclidean(a, b):
     sq_b = sq_a if b is a else ops.sum(ops.square(b), axis=-1, keepdims=True)
     # The factor -2 scales `a` (B1 x D), not the (B1, B2) product (one pass less over
     # the matrix forward and backward); the norm row is a reshape, not a transpose.
-    d2 = ops.matmul(-2.0 * a, ops.transpose(b)) + sq_a + ops.reshape(sq_b, (1, -1))
+    products = gram(a, -2.0) if b is a else ops.matmul(-2.0 * a, ops.transpose(b))
+    d2 = products + sq_a + ops.reshape(sq_b, (1, -1))
     # Cancellation can leave tiny negatives where the true distance is zero. `relu`
     # rather than `maximum(d2, 0)`: its gradient is one select, with no reduction for
     # the broadcast zero.
@@ -133,8 +135,9 @@ class CosineDistance(Distance):
 
     def pairwise(self, a, b):
         unit_a = l2_normalize(a)
-        unit_b = unit_a if b is a else l2_normalize(b)  # in-batch: normalise once
-        return 1.0 - ops.matmul(unit_a, ops.transpose(unit_b))
+        if b is a:  # in-batch: normalise once, one backward matmul (see `gram`)
+            return 1.0 - gram(unit_a)
+        return 1.0 - ops.matmul(unit_a, ops.transpose(l2_normalize(b)))
 
     def to_similarity(self, matrix):
         # The cosine similarity itself, so margins keep their usual meaning.
@@ -149,7 +152,7 @@ class DotProduct(Distance):
     higher_is_closer = True
 
     def pairwise(self, a, b):
-        return ops.matmul(a, ops.transpose(b))
+        return gram(a) if b is a else ops.matmul(a, ops.transpose(b))
 
 
 @keras.saving.register_keras_serializable(package="tfcontrast")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests.backend_utils import value_and_grad
+from tests.reference import numerical_gradient
 from tfcontrast import layers
 from tfcontrast import losses as L
 
@@ -66,8 +67,11 @@ def nce_ref(x, t):
     return out
 
 
-def dcl_ref(x, t, sigma=None):
+def dcl_ref(x, t, sigma=None, weights_at=None):
+    # DCLW's weights carry no gradient: `weights_at` computes them from other embeddings
+    # (the unperturbed ones in a finite-difference check).
     z = _norm(x.astype("float64"))
+    zw = z if weights_at is None else _norm(weights_at.astype("float64"))
     b, v, _ = z.shape
     out = np.zeros(b)
     for i in range(b):
@@ -79,7 +83,7 @@ def dcl_ref(x, t, sigma=None):
                     continue
                 w = 1.0
                 if sigma is not None:
-                    e = np.array([math.exp(z[j, k] @ z[j, m] / sigma) for j in range(b)])
+                    e = np.array([math.exp(zw[j, k] @ zw[j, m] / sigma) for j in range(b)])
                     w = 2.0 - e[i] / e.mean()
                 terms.append(-w * (z[i, k] @ z[i, m]) / t + _lse(neg))
             out[i] += np.mean(terms) / v
@@ -196,6 +200,32 @@ def test_matches_numpy_reference(rng, make, ref, views):
         assert per_example.shape == (6,) and per_example.dtype == np.float32
         np.testing.assert_allclose(per_example, ref(x), rtol=2e-5, atol=2e-5)
         np.testing.assert_allclose(float(loss(None, x)), ref(x).mean(), rtol=2e-5, atol=2e-5)
+
+
+def _reference_at(name, ref):
+    """`x0 -> reference` to differentiate at `x0`. DCLW's weights carry no gradient, so
+    its reference keeps them at `x0`."""
+    if name == "dclw":
+        return lambda x0: lambda x: dcl_ref(x, 0.3, 0.5, weights_at=x0)
+    return lambda x0: ref
+
+
+GRADIENT_CASES = [
+    (make, _reference_at(name, ref), views)
+    for (make, ref, views), name in zip(CASES, IDS, strict=True)
+]
+
+
+@pytest.mark.parametrize("make, ref_at, views", GRADIENT_CASES, ids=IDS)
+def test_gradient_matches_finite_differences(rng, make, ref_at, views):
+    # The hand-written gradients (log-sum-exp, the in-batch Gram of NT-Xent) against
+    # central differences of the NumPy loops, at every coordinate.
+    for v in views:
+        x = rng.normal(size=(4, v, 3)).astype("float32")
+        _, (grad,) = value_and_grad(lambda y, loss=make(): loss(None, y), x)
+        ref = ref_at(x)
+        expected = numerical_gradient(lambda y, ref=ref: ref(y).mean(), x)
+        np.testing.assert_allclose(grad, expected, rtol=2e-3, atol=2e-4)
 
 
 @pytest.mark.parametrize("make, ref, views", CASES, ids=IDS)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests.backend_utils import to_numpy, value_and_grad
+from tests.reference import numerical_gradient
 from tfcontrast.losses import BarlowTwinsLoss, VICRegLoss
 
 # -- NumPy references (loops over dimensions, independent of the library) ---------------
@@ -169,15 +170,18 @@ def test_gradients_finite(rng, cls, kind):
         assert np.any(grad != 0)
 
 
-def test_vicreg_gradient_matches_finite_difference(rng):
-    y = _views(rng, batch=6, dim=3, scale=0.5).astype("float64")
-    _, grad = _grad(VICRegLoss(), y.astype("float32"))
-    eps, idx = 1e-3, (2, 1, 0)
-    up, down = y.copy(), y.copy()
-    up[idx] += eps
-    down[idx] -= eps
-    numeric = (np_vicreg(up) - np_vicreg(down)) / (2 * eps)
-    np.testing.assert_allclose(grad[idx], numeric, rtol=1e-2, atol=1e-3)
+@pytest.mark.parametrize("views", [2, 3])
+@pytest.mark.parametrize("weights", [(25.0, 25.0, 1.0), (0.0, 0.0, 1.0)], ids=["paper", "cov"])
+def test_vicreg_gradient_matches_finite_differences(rng, views, weights):
+    # Every coordinate; "cov" keeps only the covariance term, whose gradient comes from
+    # the hand-written one of `gram` (a wrong factor or a missing transpose shows).
+    lam, mu, nu = weights
+    y = _views(rng, batch=6, views=views, dim=4, scale=0.5)
+    y[:, 1] += y[:, 0]
+    loss = VICRegLoss(invariance_weight=lam, variance_weight=mu, covariance_weight=nu)
+    _, grad = _grad(loss, y)
+    expected = numerical_gradient(lambda v: np_vicreg(v, lam, mu, nu), y)
+    np.testing.assert_allclose(grad, expected, rtol=2e-3, atol=2e-4)
 
 
 @pytest.mark.parametrize("cls", [VICRegLoss, BarlowTwinsLoss])
@@ -241,16 +245,6 @@ def test_labels_are_ignored(rng):
         np.testing.assert_allclose(float(loss(labels, y)), float(loss(None, y)), rtol=1e-6)
 
 
-def _numerical_gradient(fn, y, step=1e-4):
-    grad = np.zeros_like(y, dtype=np.float64)
-    for idx in np.ndindex(y.shape):
-        up, down = y.astype(np.float64), y.astype(np.float64)
-        up[idx] += step
-        down[idx] -= step
-        grad[idx] = (fn(up) - fn(down)) / (2 * step)
-    return grad
-
-
 @pytest.mark.parametrize(
     "batch, dim", [(12, 6), (5, 16)], ids=["cross-correlation", "gram-matrices"]
 )
@@ -263,5 +257,5 @@ def test_barlow_value_and_gradient_both_forms(rng, batch, dim, views):
     lam = 0.3
     value, grad = _grad(BarlowTwinsLoss(lambda_=lam), y)
     np.testing.assert_allclose(float(value), np_barlow(y, lam), rtol=1e-5)
-    expected = _numerical_gradient(lambda v: np_barlow(v, lam), y)
+    expected = numerical_gradient(lambda v: np_barlow(v, lam), y)
     np.testing.assert_allclose(grad, expected, rtol=2e-3, atol=2e-4)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfcontrast._linalg import gram
 from tfcontrast._masking import masked_logsumexp, masked_mean, others_mask, self_mask
 from tfcontrast.distances import l2_normalize
 from tfcontrast.layers.queue import MemoryQueue
@@ -214,14 +215,8 @@ class NTXentLoss(_ViewLoss):
         anchors = _sample_major(z)
         num_anchors = ops.shape(anchors)[0]
         if isinstance(offset, int) and offset == 0:
-            # One replica: the references are the anchors and the logits are the Gram
-            # matrix L = Z Z^T / t, whose gradient is (G + G^T) Z / t. Computing it as
-            # Z stop_grad(Z)^T plus a zero-valued L^T - stop_grad(L^T) gives exactly
-            # that with one backward matmul instead of two (same value and gradient).
-            logits = ops.matmul(anchors, ops.transpose(ops.stop_gradient(anchors)))
-            logits = logits / self.temperature
-            flipped = ops.transpose(logits)
-            logits = logits + (flipped - ops.stop_gradient(flipped))
+            # One replica: the references are the anchors, the logits a Gram matrix.
+            logits = gram(anchors, 1.0 / self.temperature)
         else:
             logits = ops.matmul(anchors, ops.transpose(_sample_major(refs)))
             logits = logits / self.temperature

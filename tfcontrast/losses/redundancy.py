@@ -27,6 +27,7 @@ import itertools
 import keras
 from keras import ops
 
+from tfcontrast._linalg import gram
 from tfcontrast.losses.base import ContrastiveLossBase, check_non_negative, check_positive
 
 
@@ -53,13 +54,6 @@ def _off_diagonal_mask(y_pred):
     if dim is None:
         dim = ops.shape(y_pred)[-1]
     return 1.0 - ops.eye(dim, dtype="float32")
-
-
-def _gram(z):
-    """`Z Z^T` with the gradient through the first factor only: for a loss `f(G)` with a
-    symmetric `df/dG`, that is half of `d/dZ f(Z Z^T) = 2 (df/dG) Z`, from one backward
-    matmul instead of two; callers double it."""
-    return ops.matmul(z, ops.transpose(ops.stop_gradient(z)))
 
 
 def _num_views(y_pred, owner: str) -> int:
@@ -158,14 +152,11 @@ class VICRegLoss(ContrastiveLossBase):
         off_mask = _off_diagonal_mask(y_pred)
         off_diagonal = 0.0
         for view in ops.unstack(centered, num=num_views, axis=1):
-            # C = X^T X / (N - 1) with the gradient through the first factor only:
-            # d/dX f(X^T X) = X (G + G^T) = 2 X G, as G = df/dC is symmetric (f is a
-            # function of C_ij^2 with a symmetric mask), so one backward matmul instead of
-            # two; `2 s - stop_grad(s)` (exactly `s` in value) restores the factor 2.
-            cov = ops.matmul(ops.transpose(view), ops.stop_gradient(view)) / denom  # (D, D)
+            # C = X^T X / (N - 1), (D, D); the loss depends on it through C_ij^2 under a
+            # symmetric mask, so its gradient is symmetric (see `gram`).
+            cov = gram(view, 1.0 / denom, symmetric=True, columns=True)
             # Masked rather than "total minus diagonal": no cancellation in float32.
             off_diagonal += ops.sum(ops.square(cov) * off_mask)
-        off_diagonal = 2.0 * off_diagonal - ops.stop_gradient(off_diagonal)
         covariance_term = 2.0 * off_diagonal / (num_views * dim)
 
         batch_term = self.variance_weight * variance_term + self.covariance_weight * covariance_term
@@ -246,7 +237,8 @@ class BarlowTwinsLoss(ContrastiveLossBase):
         # 3 N D^2 for C itself (3x fewer at N = 512, D = 2048).
         batch, dim = views.shape[0], views.shape[-1]
         use_gram = batch is not None and dim is not None and 4 * batch < 3 * dim
-        grams = [_gram(z) for z in normed] if use_gram else None
+        # sum(G_i * G_j) has the symmetric gradient G_j with respect to G_i.
+        grams = [gram(z, symmetric=True) for z in normed] if use_gram else None
 
         total = 0.0
         pairs = _view_pairs(num_views)
@@ -254,9 +246,6 @@ class BarlowTwinsLoss(ContrastiveLossBase):
             if use_gram:
                 diagonal = ops.sum(normed[i] * normed[j], axis=0)
                 squares = ops.sum(grams[i] * grams[j])
-                # Each Gram carries half its gradient (see `_gram`); `2 s - stop_grad(s)`
-                # (exactly `s` in value) restores it.
-                squares = 2.0 * squares - ops.stop_gradient(squares)
             else:
                 corr = ops.matmul(ops.transpose(normed[i]), normed[j])  # (D, D)
                 diagonal = ops.diagonal(corr)
