@@ -106,6 +106,11 @@ def test_gradient_matches_finite_differences(name, in_batch, rng):
         lambda x: np.sum(weights * reference.pairwise(name, x, b)), a, step=1e-5
     )
     np.testing.assert_allclose(grads[0], expected, rtol=2e-3, atol=2e-4)
+    if not in_batch:
+        expected_b = reference.numerical_gradient(
+            lambda x: np.sum(weights * reference.pairwise(name, a, x)), b, step=1e-5
+        )
+        np.testing.assert_allclose(grads[1], expected_b, rtol=2e-3, atol=2e-4)
 
 
 def test_euclidean_gradient_is_zero_at_exactly_zero_distance():

@@ -1,16 +1,18 @@
 """Gram matrices with a hand-written gradient (private).
 
-Losses build inner products of a batch with itself everywhere: in-batch distances, the
-NT-Xent logits, VICReg's covariance, Barlow Twins' N x N form. Automatic
+Losses take inner products of a batch with itself in many places: in-batch distances,
+the NT-Xent / NCE / DCL logits, VICReg's covariance, Barlow Twins' N x N form. Automatic
 differentiation sees `x @ x^T` as a product of two tensors and spends two matmuls on
 the backward pass (on TensorFlow also a transpose of the second factor's gradient). The
 gradient of a Gram matrix needs one: for `G = s x x^T` and upstream `U = df/dG`,
 
-    df/dx = s (U + U^T) x,
+    df/dx = s (U + U^T) x            (columns, `C = s x^T x`:  df/dx = s x (U + U^T)),
 
-and `2 s U x` when the caller knows `U` is symmetric (`f` depends on `G` through
-symmetric terms such as `sum G_ij^2`), which also saves the transpose. The scale `s`
-multiplies `x` (B x D) rather than the (B, B) product: one pass less over the matrix.
+and `2 s U x` (`2 s x U`) when the caller knows `U` is symmetric (`f` depends on `G`
+through symmetric terms such as `sum G_ij^2`), which also saves the transpose of `U`.
+The scale multiplies `x` rather than the product (for rows, one pass less over the
+matrix). First-order gradients only, like the other hand-written ones
+(`tfcontrast._masking`).
 """
 
 from __future__ import annotations

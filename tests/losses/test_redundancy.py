@@ -174,7 +174,7 @@ def test_gradients_finite(rng, cls, kind):
 @pytest.mark.parametrize("weights", [(25.0, 25.0, 1.0), (0.0, 0.0, 1.0)], ids=["paper", "cov"])
 def test_vicreg_gradient_matches_finite_differences(rng, views, weights):
     # Every coordinate; "cov" keeps only the covariance term, whose gradient comes from
-    # the hand-written one of `gram` (a wrong factor or a missing transpose shows).
+    # the hand-written one of `gram` (its symmetric form: a wrong factor shows).
     lam, mu, nu = weights
     y = _views(rng, batch=6, views=views, dim=4, scale=0.5)
     y[:, 1] += y[:, 0]

@@ -49,6 +49,16 @@ def _sample_major(z):
     return ops.reshape(z, (-1, z.shape[2]))
 
 
+def _view_logits(z, refs, offset, scale):
+    """`scale * z_i . r_j` over sample-major anchors `(B*V, Bg*V)`. With one replica the
+    references are the anchors and this is a Gram matrix (one backward matmul, see
+    `tfcontrast._linalg.gram`)."""
+    anchors = _sample_major(z)
+    if isinstance(offset, int) and offset == 0:
+        return gram(anchors, scale)
+    return ops.matmul(anchors, ops.transpose(_sample_major(refs))) * scale
+
+
 def _view_masks(batch, ref_batch, views, offset):
     """Masks `(B*V, Bg*V)` over sample-major flattened anchors and references.
 
@@ -212,14 +222,8 @@ class NTXentLoss(_ViewLoss):
         z = l2_normalize(y_pred)
         refs, offset = _gather_views(z)
         views = z.shape[1]
-        anchors = _sample_major(z)
-        num_anchors = ops.shape(anchors)[0]
-        if isinstance(offset, int) and offset == 0:
-            # One replica: the references are the anchors, the logits a Gram matrix.
-            logits = gram(anchors, 1.0 / self.temperature)
-        else:
-            logits = ops.matmul(anchors, ops.transpose(_sample_major(refs)))
-            logits = logits / self.temperature
+        logits = _view_logits(z, refs, offset, 1.0 / self.temperature)
+        num_anchors = ops.shape(logits)[0]
         # The self-similarity leaves the denominator (every row keeps other candidates).
         candidates = others_mask(num_anchors, ops.shape(refs)[0] * views, offset * views)
         lse = masked_logsumexp(logits, candidates, axis=1)
@@ -368,7 +372,7 @@ class NCELoss(_QueueMixin, _ViewLoss):
             return losses
         refs, offset = _gather_views(z)
         batch, views = ops.shape(z)[0], z.shape[1]
-        sims = ops.matmul(_sample_major(z), ops.transpose(_sample_major(refs))) / t
+        sims = _view_logits(z, refs, offset, 1.0 / t)
         is_self, same_example = _view_masks(batch, ops.shape(refs)[0], views, offset)
         positive = ops.cast(ops.logical_and(same_example, ops.logical_not(is_self)), "float32")
         negative = ops.cast(ops.logical_not(same_example), "float32")
@@ -424,8 +428,7 @@ class DCLLoss(_ViewLoss):
         z = l2_normalize(y_pred)
         refs, offset = _gather_views(z)
         batch, views = ops.shape(z)[0], z.shape[1]
-        logits = ops.matmul(_sample_major(z), ops.transpose(_sample_major(refs)))
-        logits = logits / self.temperature
+        logits = _view_logits(z, refs, offset, 1.0 / self.temperature)
         is_self, same_example = _view_masks(batch, ops.shape(refs)[0], views, offset)
         negative = ops.logical_not(same_example)
         has_negative = ops.any(negative, axis=1)
