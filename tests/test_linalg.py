@@ -1,10 +1,12 @@
-"""The Gram helpers' values and hand-written gradients against closed forms in NumPy."""
+"""The hand-written-gradient helpers (`_gradients`, `_linalg`) against closed forms in
+NumPy, on every backend."""
 
 import keras
 import numpy as np
 import pytest
 
 from tests.backend_utils import value_and_grad
+from tfcontrast._gradients import custom_gradient
 from tfcontrast._linalg import gram
 
 
@@ -56,3 +58,17 @@ def test_the_symmetric_promise_matters(rng):
     _, (general,) = value_and_grad(lambda v: gram(v) * w, x)
     _, (shortcut,) = value_and_grad(lambda v: gram(v, symmetric=True) * w, x)
     assert not np.allclose(general, shortcut, atol=1e-3)
+
+
+def test_custom_gradient_passes_the_upstream_gradient(rng):
+    # A deliberately wrong "gradient" (3 x upstream, not 2 x): the result shows that the
+    # hand-written function ran and received the upstream weights on this backend.
+    @custom_gradient
+    def square(x):
+        return x * x, lambda upstream: 3.0 * x * upstream
+
+    x = rng.normal(size=(4,)).astype("float32")
+    w = rng.uniform(0.5, 2.0, size=4)
+    value, (grad,) = value_and_grad(lambda v: square(v) * _tensor(w), x)
+    np.testing.assert_allclose(value, w * x**2, rtol=1e-6)
+    np.testing.assert_allclose(grad, 3.0 * x * w, rtol=1e-6)

@@ -11,13 +11,14 @@ gradient of a Gram matrix needs one: for `G = s x x^T` and upstream `U = df/dG`,
 and `2 s U x` (`2 s x U`) when the caller knows `U` is symmetric (`f` depends on `G`
 through symmetric terms such as `sum G_ij^2`), which also saves the transpose of `U`.
 The scale multiplies `x` rather than the product (for rows, one pass less over the
-matrix). First-order gradients only, like the other hand-written ones
-(`tfcontrast._masking`).
+matrix). First-order gradients only (`tfcontrast._gradients.custom_gradient`).
 """
 
 from __future__ import annotations
 
 from keras import ops
+
+from tfcontrast._gradients import custom_gradient
 
 
 def _scaled(x, scale):
@@ -37,13 +38,11 @@ def gram(x, scale=1.0, symmetric=False, columns=False):
     """
     x = ops.convert_to_tensor(x)
 
-    @ops.custom_gradient
+    @custom_gradient
     def forward(x):
         scaled = _scaled(x, scale)
 
-        def grad(*args, upstream=None):
-            if upstream is None:  # TensorFlow and JAX pass it positionally, torch by name
-                (upstream,) = args
+        def grad(upstream):
             if symmetric:
                 both, factor = upstream, scaled * 2.0
             else:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfcontrast._gradients import custom_gradient
+
 
 def _anchor_and_reference_rows(batch, num_refs, offset):
     rows = ops.arange(batch)[:, None]
@@ -94,7 +96,7 @@ def masked_logsumexp(values, mask=None, axis=-1):
     A row with an empty mask gets about `-1e9` and a zero gradient. Values must be
     above `-1e9` to count.
 
-    The gradient is written by hand (`keras.ops.custom_gradient`, every backend): it is
+    The gradient is written by hand (`custom_gradient`, every backend): it is
     `softmax(values) * upstream` over the mask, and the forward pass already holds the
     exponentials (zero outside the mask), so the backward pass is one multiplication
     over the matrix where the automatic one adds a broadcast, a product with the
@@ -105,14 +107,12 @@ def masked_logsumexp(values, mask=None, axis=-1):
     values = ops.convert_to_tensor(values)
     keep = None if mask is None else _as_bool(mask)
 
-    @ops.custom_gradient
+    @custom_gradient
     def forward(x):
         x, shift, exps, total = _shifted_exps(x, keep, axis)
         result = ops.squeeze(ops.log(total) + shift, axis=axis)
 
-        def grad(*args, upstream=None):
-            if upstream is None:  # TensorFlow and JAX pass it positionally, torch by name
-                (upstream,) = args
+        def grad(upstream):
             # Outside the mask exps == 0 (exp(-1e9 - shift)), so no select is needed;
             # an empty row has every entry at the fill and gets no gradient.
             scale = ops.expand_dims(upstream, axis) / total
@@ -152,7 +152,7 @@ def masked_log_ratio(values, numerator, denominator=None, axis=-1):
     den = None if denominator is None else _as_bool(denominator)
     has_num = ops.any(num, axis=axis, keepdims=True)
 
-    @ops.custom_gradient
+    @custom_gradient
     def forward(x):
         x, shift, exps, den_total = _shifted_exps(x, den, axis)
         num_exps = ops.where(num, exps, 0.0)
@@ -172,9 +172,7 @@ def masked_log_ratio(values, numerator, denominator=None, axis=-1):
         ratio = ops.log(den_total) + shift - ops.log(num_total) - num_shift
         result = ops.squeeze(ops.where(has_num, ratio, 0.0), axis=axis)
 
-        def grad(*args, upstream=None):
-            if upstream is None:  # TensorFlow and JAX pass it positionally, torch by name
-                (upstream,) = args
+        def grad(upstream):
             up = ops.where(has_num, ops.expand_dims(upstream, axis), 0.0)
             return exps * (up / den_total) - num_exps * (up / num_total)
 

@@ -53,11 +53,13 @@ def l2_normalize(x, axis=-1):
 
 def _pairwise_squared_euclidean(a, b):
     sq_a = ops.sum(ops.square(a), axis=-1, keepdims=True)
-    # In-batch references are the anchors themselves: their norms are computed once.
-    sq_b = sq_a if b is a else ops.sum(ops.square(b), axis=-1, keepdims=True)
     # The factor -2 scales `a` (B1 x D), not the (B1, B2) product (one pass less over
     # the matrix forward and backward); the norm row is a reshape, not a transpose.
-    products = gram(a, -2.0) if b is a else ops.matmul(-2.0 * a, ops.transpose(b))
+    if b is a:  # in-batch: the norms once, the products a Gram matrix (see `gram`)
+        sq_b, products = sq_a, gram(a, -2.0)
+    else:
+        sq_b = ops.sum(ops.square(b), axis=-1, keepdims=True)
+        products = ops.matmul(-2.0 * a, ops.transpose(b))
     d2 = products + sq_a + ops.reshape(sq_b, (1, -1))
     # Cancellation can leave tiny negatives where the true distance is zero. `relu`
     # rather than `maximum(d2, 0)`: its gradient is one select, with no reduction for

@@ -218,7 +218,7 @@ GRADIENT_CASES = [
 
 @pytest.mark.parametrize("make, ref_at, views", GRADIENT_CASES, ids=IDS)
 def test_gradient_matches_finite_differences(rng, make, ref_at, views):
-    # The hand-written gradients (log-sum-exp, the in-batch Gram of NT-Xent) against
+    # The hand-written gradients (log-sum-exp, the in-batch Gram logits) against
     # central differences of the NumPy loops, at every coordinate.
     for v in views:
         x = rng.normal(size=(4, v, 3)).astype("float32")
