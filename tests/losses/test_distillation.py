@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests.backend_utils import to_numpy, value_and_grad
+from tests.reference import numerical_gradient
 from tfcontrast.losses import NegativeCosineSimilarity
 
 
@@ -55,6 +56,26 @@ def test_stop_gradient_on_target(rng):
     )
     assert np.all(np.isfinite(grad_p)) and np.any(grad_p != 0)
     assert np.all(grad_z == 0)
+
+
+@pytest.mark.parametrize("entries", [2, 4])
+def test_gradient_matches_finite_differences(rng, entries):
+    # Per-example weights make the upstream gradient differ between examples; the
+    # targets are held fixed in the reference (their gradient is stopped).
+    y = rng.normal(size=(5, entries, 4)).astype("float32")
+    weights = rng.uniform(0.5, 2.0, size=5)
+    half = entries // 2
+    loss = NegativeCosineSimilarity(reduction=None)
+    upstream = keras.ops.convert_to_tensor(weights.astype("float32"))
+    _, (grad,) = value_and_grad(lambda v: loss(None, v) * upstream, y)
+
+    def reference(predictions):
+        full = np.concatenate([predictions, y[:, half:].astype(np.float64)], axis=1)
+        return np.sum(weights * np_negative_cosine(full))
+
+    expected = numerical_gradient(reference, y[:, :half])
+    np.testing.assert_allclose(grad[:, :half], expected, rtol=1e-3, atol=1e-5)
+    assert np.all(grad[:, half:] == 0)
 
 
 def test_zero_vectors_are_finite():

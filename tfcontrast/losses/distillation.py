@@ -5,13 +5,44 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfcontrast._gradients import custom_gradient
 from tfcontrast.losses.base import ContrastiveLossBase
 
+_EPSILON = 1e-12  # floor of ||x||^2: the zero vector has cosine 0 and finite gradients
 
-def _inverse_norm(x, epsilon=1e-12):
-    """`1 / ||x||` over the last axis; max(||x||^2, eps) keeps the value and the
-    gradient finite at the zero vector."""
-    return ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=-1), epsilon))
+
+def _negative_cosine(y_pred):
+    """`-1/K sum_k cos(p_k, stopgrad(z_k))` per example, its gradient written by hand.
+
+    `y_pred` is `(B, 2K, D)`, predictions then targets. The target half gets a zero
+    gradient in the same op that returns the prediction gradient (a pad), where
+    automatic differentiation concatenates the prediction gradient with a tensor of
+    zeros and sends each norm and the dot product back through separate broadcasts:
+    with `c = dL/dcos`,
+
+        dL/dp = c / (|p| |z|) (z - (p.z / |p|^2) p)
+    """
+    k = y_pred.shape[1] // 2
+
+    @custom_gradient
+    def forward(y):
+        predictions, targets = ops.split(y, 2, axis=1)  # (B, K, D) each
+        dots = ops.sum(predictions * targets, axis=-1)  # (B, K)
+        squares_p = ops.sum(ops.square(predictions), axis=-1)
+        inverse_p = ops.rsqrt(ops.maximum(squares_p, _EPSILON))
+        inverse_z = ops.rsqrt(ops.maximum(ops.sum(ops.square(targets), axis=-1), _EPSILON))
+        value = -ops.mean(dots * inverse_p * inverse_z, axis=-1)
+
+        def grad(upstream):
+            scale = (-1.0 / k) * upstream[:, None] * inverse_p * inverse_z  # (B, K)
+            # d(1/|p|)/dp is zero where the floor holds |p|^2 at epsilon.
+            ratio = ops.where(squares_p > _EPSILON, dots * ops.square(inverse_p), 0.0)
+            d_predictions = scale[..., None] * (targets - ratio[..., None] * predictions)
+            return ops.pad(d_predictions, [[0, 0], [0, k], [0, 0]])
+
+        return value, grad
+
+    return forward(y_pred)
 
 
 @keras.saving.register_keras_serializable(package="tfcontrast")
@@ -57,13 +88,4 @@ class NegativeCosineSimilarity(ContrastiveLossBase):
                 "axis 1, predictions then targets `(B, 2K, D)`; received shape "
                 f"{tuple(y_pred.shape)}."
             )
-        # One split (its gradient is one concat) rather than two strided slices, and
-        # the norms applied to the (B, K) dot products rather than to (B, K, D) tensors.
-        predictions, targets = ops.split(y_pred, 2, axis=1)
-        targets = ops.stop_gradient(targets)
-        cosine = (
-            ops.sum(predictions * targets, axis=-1)
-            * _inverse_norm(predictions)
-            * _inverse_norm(targets)
-        )
-        return -ops.mean(cosine, axis=-1)
+        return _negative_cosine(y_pred)

@@ -27,7 +27,9 @@ import itertools
 import keras
 from keras import ops
 
+from tfcontrast._gradients import custom_gradient
 from tfcontrast._linalg import gram
+from tfcontrast._normalization import standardize
 from tfcontrast.losses.base import ContrastiveLossBase, check_non_negative, check_positive
 
 
@@ -172,6 +174,39 @@ class VICRegLoss(ContrastiveLossBase):
         }
 
 
+def _objective(diagonal, squares, lambda_):
+    """`sum_i (1 - C_ii)^2 + lambda sum_{i != j} C_ij^2` from the diagonal of `C` and
+    `squares = ||C||_F^2` (the off-diagonal sum as `||C||_F^2 - sum_i C_ii^2`, no mask)."""
+    on = ops.sum(ops.square(1.0 - diagonal))
+    return on + lambda_ * (squares - ops.sum(ops.square(diagonal)))
+
+
+def _cross_correlation_loss(a, b, lambda_):
+    """Barlow Twins' `sum_i (1 - C_ii)^2 + lambda sum_{i != j} C_ij^2` for `C = a^T b`.
+
+    The gradient is written by hand: with `G = dL/dC` (`2 lambda C_ij` off the
+    diagonal, `2 (C_ii - 1)` on it), `dL/da = b G^T` and `dL/db = a G`, two matmuls and
+    a few `D x D` passes where automatic differentiation also transposes an `N x D`
+    gradient and sends the diagonal and the squares back separately.
+    """
+
+    @custom_gradient
+    def forward(a, b):
+        corr = ops.matmul(ops.transpose(a), b)  # (D, D)
+        diagonal = ops.diagonal(corr)
+        value = _objective(diagonal, ops.sum(ops.square(corr)), lambda_)
+
+        def grad(upstream):
+            upstream = 2.0 * upstream
+            on_diagonal = upstream * ((1.0 - lambda_) * diagonal - 1.0)
+            g = (lambda_ * upstream) * corr + ops.diag(on_diagonal)
+            return ops.matmul(b, ops.transpose(g)), ops.matmul(a, g)
+
+        return value, grad
+
+    return forward(a, b)
+
+
 @keras.saving.register_keras_serializable(package="tfcontrast")
 class BarlowTwinsLoss(ContrastiveLossBase):
     """Barlow Twins redundancy reduction (Zbontar et al., ICML 2021).
@@ -224,18 +259,17 @@ class BarlowTwinsLoss(ContrastiveLossBase):
     def call(self, y_true, y_pred):
         num_views = _num_views(y_pred, type(self).__name__)
         views = _global_views(y_pred)
-        count = ops.cast(ops.shape(views)[0], "float32")
-        centered = views - ops.mean(views, axis=0, keepdims=True)
-        variance = ops.mean(ops.square(centered), axis=0, keepdims=True)
-        # zhat / sqrt(N), so that C = Z_a^T Z_b with no division over the D x D matrix.
-        normed = centered * ops.rsqrt((variance + self.epsilon) * count)  # (N, V, D)
-        # Split once (one op, one op in the gradient) rather than slicing per pair.
-        normed = ops.unstack(normed, num=num_views, axis=1)
-        # sum_{i != j} C_ij^2 = ||C||_F^2 - sum_i C_ii^2 (no D x D mask). ||C||_F^2 is
-        # tr(Z_a Z_a^T Z_b Z_b^T), so with fewer rows than dimensions it comes from the
-        # N x N Gram matrices: 4 N^2 D multiply-adds forward and backward against
-        # 3 N D^2 for C itself (3x fewer at N = 512, D = 2048).
         batch, dim = views.shape[0], views.shape[-1]
+        count = ops.cast(ops.shape(views)[0], "float32")
+        # zhat / sqrt(N), so that C = Z_a^T Z_b with no division over the D x D matrix.
+        # Every (view, dimension) column is standardised over the batch in one call.
+        flat = ops.reshape(views, (-1, num_views * ops.shape(views)[-1]))
+        normed = standardize(flat, self.epsilon, scale=ops.rsqrt(count))
+        # Split once (one op, one op in the gradient) rather than slicing per pair.
+        normed = ops.unstack(ops.reshape(normed, ops.shape(views)), num=num_views, axis=1)
+        # ||C||_F^2 is tr(Z_a Z_a^T Z_b Z_b^T), so with fewer rows than dimensions it
+        # comes from the N x N Gram matrices: 4 N^2 D multiply-adds forward and backward
+        # against 3 N D^2 for C itself (3x fewer at N = 512, D = 2048).
         use_gram = batch is not None and dim is not None and 4 * batch < 3 * dim
         # sum(G_i * G_j) has the symmetric gradient G_j with respect to G_i.
         grams = [gram(z, symmetric=True) for z in normed] if use_gram else None
@@ -245,14 +279,9 @@ class BarlowTwinsLoss(ContrastiveLossBase):
         for i, j in pairs:
             if use_gram:
                 diagonal = ops.sum(normed[i] * normed[j], axis=0)
-                squares = ops.sum(grams[i] * grams[j])
+                total += _objective(diagonal, ops.sum(grams[i] * grams[j]), self.lambda_)
             else:
-                corr = ops.matmul(ops.transpose(normed[i]), normed[j])  # (D, D)
-                diagonal = ops.diagonal(corr)
-                squares = ops.sum(ops.square(corr))
-            on = ops.sum(ops.square(1.0 - diagonal))
-            off = squares - ops.sum(ops.square(diagonal))
-            total += on + self.lambda_ * off
+                total += _cross_correlation_loss(normed[i], normed[j], self.lambda_)
         return _broadcast_to_batch(total / len(pairs), y_pred)
 
     def get_config(self):

@@ -1,0 +1,47 @@
+"""`tfcontrast._normalization.standardize` (Barlow Twins' batch normalisation) against
+NumPy, on every backend; on TensorFlow also the fused kernel against the generic form."""
+
+import keras
+import numpy as np
+import pytest
+
+from tests.backend_utils import BACKEND, value_and_grad
+from tests.reference import numerical_gradient
+from tfcontrast._normalization import standardize
+
+
+def np_standardize(x, epsilon, scale):
+    x = x.astype(np.float64)
+    centered = x - x.mean(axis=0)
+    return scale * centered / np.sqrt((centered**2).mean(axis=0) + epsilon)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25, "tensor"])
+def test_value_and_gradient(rng, scale):
+    x = (rng.normal(size=(6, 4)) * [1.0, 3.0, 0.1, 10.0] + 2.0).astype("float32")
+    s = 0.5 if scale == "tensor" else scale
+    weights = rng.normal(size=(6, 4))  # an upstream gradient with no symmetry
+    arg = keras.ops.convert_to_tensor(s) if scale == "tensor" else s
+    upstream = keras.ops.convert_to_tensor(weights.astype("float32"))
+    value, (grad,) = value_and_grad(lambda v: standardize(v, 1e-3, arg) * upstream, x)
+    np.testing.assert_allclose(value, weights * np_standardize(x, 1e-3, s), rtol=1e-4, atol=1e-5)
+    expected = numerical_gradient(lambda v: np.sum(weights * np_standardize(v, 1e-3, s)), x)
+    np.testing.assert_allclose(grad, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_constant_column_is_zero():
+    x = np.stack([np.full(5, 3.0), np.arange(5.0)], axis=1).astype("float32")
+    value, (grad,) = value_and_grad(lambda v: standardize(v, 1e-5), x)
+    np.testing.assert_allclose(value[:, 0], 0.0, atol=1e-6)
+    assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="the fused kernel is TensorFlow's")
+def test_fused_kernel_matches_generic_form(rng, monkeypatch):
+    x = rng.normal(size=(32, 12)).astype("float32")
+    weights = rng.normal(size=(32, 12)).astype("float32")
+    fused = value_and_grad(lambda v: standardize(v, 1e-5, 0.3) * weights, x)
+    # float64 input takes the generic keras.ops path
+    generic = value_and_grad(lambda v: standardize(v, 1e-5, 0.3) * weights, x.astype("float64"))
+    np.testing.assert_allclose(fused[0], generic[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fused[1][0], generic[1][0], rtol=1e-4, atol=1e-5)
