@@ -4,8 +4,9 @@ Barlow Twins batch-normalises each view before its cross-correlation. Written wi
 `keras.ops`, that is a mean, a centring, a variance and a product forward, and about a
 dozen elementwise passes and reductions in the gradient. On TensorFlow the fused
 batch-norm kernel (`FusedBatchNormV3`, the one `tfcontrast.layers.FusedBatchNormalization`
-uses) does it in one op forward and one backward; at B = 2048, D = 128 that is 1.1 ms of
-a 5.1 ms Barlow Twins step (`benchmarks/bench_ssl_losses.py`).
+uses) does it in one op forward and one backward. For Barlow Twins at B = 2048, D = 128
+(forward and backward) that took 3.9 instead of 5.4 ms in an in-process A/B on 2 CPU
+cores (2026-12-01).
 """
 
 from __future__ import annotations
