@@ -36,8 +36,65 @@ def test_constant_column_is_zero():
     assert np.all(np.isfinite(grad))
 
 
+def _offset_columns(rng, n=250):
+    """Columns whose mean is large against their spread (and one constant column):
+    `E[x^2] - E[x]^2` cancels on them in float32. N is not a power of two, so the sums
+    are not exact."""
+    noise = rng.normal(size=(n, 5))
+    return np.stack(
+        [
+            noise[:, 0],
+            np.full(n, 300.7),
+            3.0 + 1e-3 * noise[:, 2],
+            20.0 + 0.02 * noise[:, 3],
+            1000.0 + 5.0 * noise[:, 4],
+        ],
+        axis=1,
+    ).astype("float32")
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "jit"])
+def test_large_offsets_and_small_epsilon(rng, jit):
+    # The fused kernel under XLA (and oneDNN) takes the variance as E[x^2] - E[x]^2:
+    # without the shift by the first row this column set gave NaN and 10% gradient
+    # errors. epsilon = 1e-8 is below the 1.001e-5 floor of tf.nn.fused_batch_norm and
+    # matters for the column of spread 1e-3.
+    x = _offset_columns(rng)
+    weights = rng.normal(size=x.shape)
+    upstream = keras.ops.convert_to_tensor(weights.astype("float32"))
+
+    def fn(v):
+        return standardize(v, 1e-8) * upstream
+
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(jit_compile=jit)
+        def compiled(v):
+            with tf.GradientTape() as tape:
+                tape.watch(v)
+                out = fn(v)
+                total = tf.reduce_sum(out)
+            return out, tape.gradient(total, v)
+
+        value, grad = (t.numpy() for t in compiled(tf.constant(x)))
+    elif jit:
+        pytest.skip("jit_compile is TensorFlow's")
+    else:
+        value, (grad,) = value_and_grad(fn, x)
+    expected = np_standardize(x, 1e-8, 1.0)
+    np.testing.assert_allclose(value, weights * expected, atol=2e-3)
+    # d/dx sum(W * xhat) = (W - mean(W) - xhat mean(W xhat)) / sqrt(var + eps)
+    # (for the constant column: (W - mean(W)) / sqrt(eps), large but finite)
+    x64 = x.astype(np.float64)
+    std = np.sqrt(x64.var(axis=0) + 1e-8)
+    closed = (weights - weights.mean(0) - expected * (weights * expected).mean(0)) / std
+    scale = np.abs(closed).max(axis=0)
+    np.testing.assert_allclose(grad / scale, closed / scale, atol=1e-3)
+
+
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="the fused kernel is TensorFlow's")
-def test_fused_kernel_matches_generic_form(rng, monkeypatch):
+def test_fused_kernel_matches_generic_form(rng):
     x = rng.normal(size=(32, 12)).astype("float32")
     weights = rng.normal(size=(32, 12)).astype("float32")
     fused = value_and_grad(lambda v: standardize(v, 1e-5, 0.3) * weights, x)

@@ -4,15 +4,26 @@ Barlow Twins batch-normalises each view before its cross-correlation. Written wi
 `keras.ops`, that is a mean, a centring, a variance and a product forward, and about a
 dozen elementwise passes and reductions in the gradient. On TensorFlow the fused
 batch-norm kernel (`FusedBatchNormV3`, the one `tfcontrast.layers.FusedBatchNormalization`
-uses) does it in one op forward and one backward. For Barlow Twins at B = 2048, D = 128
-(forward and backward) that took 3.9 instead of 5.4 ms in an in-process A/B on 2 CPU
-cores (2026-12-01).
+uses) does it in one op forward and one backward (README, "Self-supervised losses", has
+the measured effect on Barlow Twins).
+
+The input is first shifted by its first row. Batch normalisation ignores a constant
+shift, in value and in gradient, but XLA's lowering of the fused kernel (and oneDNN's)
+computes the variance as `E[x^2] - E[x]^2`, which cancels catastrophically when a
+column's mean is large against its spread (a constant column of 300.7 gave NaN under
+`jit_compile`). After the shift, every `|x_i - x_0| / std` is at most `2 sqrt(N)`
+(Samuelson's inequality), so the cancellation costs at most about `N` float32 roundings,
+the size of the error of summing the variance itself; a constant column is exactly zero
+(also on the generic path, where a float32 mean of a constant is not always exact).
+Subtracting one row is cheaper than subtracting the mean (no reduction).
 """
 
 from __future__ import annotations
 
 import keras
 from keras import ops
+
+from tfcontrast._linalg import _scaled
 
 
 def standardize(x, epsilon, scale=1.0):
@@ -23,6 +34,9 @@ def standardize(x, epsilon, scale=1.0):
     tensor and is a constant to the gradient.
     """
     x = ops.convert_to_tensor(x)
+    # Shifted by the first row (see the module docstring): a constant column becomes
+    # exactly zero, and no later sum cancels.
+    x = x - ops.stop_gradient(x[:1])
     if (
         keras.backend.backend() == "tensorflow"
         and keras.backend.standardize_dtype(x.dtype) == "float32"
@@ -30,8 +44,7 @@ def standardize(x, epsilon, scale=1.0):
         return _fused_standardize(x, epsilon, scale)
     centered = x - ops.mean(x, axis=0, keepdims=True)
     variance = ops.mean(ops.square(centered), axis=0, keepdims=True)
-    scale = ops.stop_gradient(ops.cast(scale, x.dtype))
-    return centered * (ops.rsqrt(variance + epsilon) * scale)
+    return centered * _scaled(ops.rsqrt(variance + epsilon), scale)
 
 
 def _fused_standardize(x, epsilon, scale):

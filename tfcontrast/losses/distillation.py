@@ -64,6 +64,9 @@ class NegativeCosineSimilarity(ContrastiveLossBase):
     Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020.
 
     Labels are ignored (`y_true` may be `None`). A zero vector has cosine 0 (no NaN).
+    The gradient is written by hand and is first-order only: nested gradient tapes
+    (gradient penalties, second-order meta-learning) and forward-mode differentiation
+    are not supported.
 
     Example:
 

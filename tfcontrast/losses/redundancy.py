@@ -228,6 +228,10 @@ class BarlowTwinsLoss(ContrastiveLossBase):
     off-diagonal sum is computed from the `N x N` Gram matrices of the views (same value,
     fewer multiply-adds: `tr(C C^T) = tr(Z_a Z_a^T Z_b Z_b^T)`).
 
+    The cross-correlation term and the `N x N` form have hand-written gradients, so the
+    loss is first-order only: nested gradient tapes and forward-mode differentiation
+    are not supported.
+
     Args:
         lambda_: weight of the redundancy-reduction (off-diagonal) term (>= 0).
         epsilon: added to the variance before the square root (> 0); a constant
