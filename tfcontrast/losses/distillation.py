@@ -6,9 +6,8 @@ import keras
 from keras import ops
 
 from tfcontrast._gradients import custom_gradient
+from tfcontrast.distances import _EPS
 from tfcontrast.losses.base import ContrastiveLossBase
-
-_EPSILON = 1e-12  # floor of ||x||^2: the zero vector has cosine 0 and finite gradients
 
 
 def _negative_cosine(y_pred):
@@ -29,14 +28,16 @@ def _negative_cosine(y_pred):
         predictions, targets = ops.split(y, 2, axis=1)  # (B, K, D) each
         dots = ops.sum(predictions * targets, axis=-1)  # (B, K)
         squares_p = ops.sum(ops.square(predictions), axis=-1)
-        inverse_p = ops.rsqrt(ops.maximum(squares_p, _EPSILON))
-        inverse_z = ops.rsqrt(ops.maximum(ops.sum(ops.square(targets), axis=-1), _EPSILON))
+        # The floor of ||x||^2 that `l2_normalize` uses: the zero vector has cosine 0
+        # and finite gradients.
+        inverse_p = ops.rsqrt(ops.maximum(squares_p, _EPS))
+        inverse_z = ops.rsqrt(ops.maximum(ops.sum(ops.square(targets), axis=-1), _EPS))
         value = -ops.mean(dots * inverse_p * inverse_z, axis=-1)
 
         def grad(upstream):
             scale = (-1.0 / k) * upstream[:, None] * inverse_p * inverse_z  # (B, K)
             # d(1/|p|)/dp is zero where the floor holds |p|^2 at epsilon.
-            ratio = ops.where(squares_p > _EPSILON, dots * ops.square(inverse_p), 0.0)
+            ratio = ops.where(squares_p > _EPS, dots * ops.square(inverse_p), 0.0)
             d_predictions = scale[..., None] * (targets - ratio[..., None] * predictions)
             return ops.pad(d_predictions, [[0, 0], [0, k], [0, 0]])
 
