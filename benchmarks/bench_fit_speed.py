@@ -1,31 +1,39 @@
 """Training speed of SimCLR: `ContrastiveModel.fit` vs a hand-written loop vs TF Similarity.
 
-Three implementations of one SimCLR training step (CIFAR ResNet-18, 32x32x3 random
-images, batch B = 128, i.e. 256 views per step, projector Dense(2048)-BN-ReLU-Dense(128),
-NT-Xent at temperature 0.5, SGD with momentum 0.9):
+Four runs of one SimCLR training step (CIFAR ResNet-18, 32x32x3 random images, batch
+B = 128, i.e. 256 views per step, projector Dense(2048)-BN-ReLU-Dense(128), NT-Xent at
+temperature 0.5, SGD with momentum 0.9):
 
-- `ours`: `tfcontrast.models.ContrastiveModel(algorithm="simclr")` trained by `fit`;
+- `ours`: `tfcontrast.models.ContrastiveModel(algorithm="simclr")` trained by `fit`; its
+  default `view_batches="joint"` encodes both views as one batch of 2B;
+- `ours_per_view`: the same with `view_batches="per_view"`, one batch of B per view;
 - `manual`: the same Keras 3 model parts (same backbone and head classes) trained by a
   minimal hand-written `tf.function` step (`GradientTape`, `NTXentLoss`,
-  `optimizer.apply_gradients`);
+  `optimizer.apply_gradients`), both views in one batch;
 - `tfsim`: TensorFlow Similarity's `ContrastiveModel(algorithm="simclr")` with its
   `SimCLRLoss`, a layer-for-layer equal ResNet-18 and projector written with legacy
   Keras (`tf_keras`), run in its own interpreter
-  (`TF_USE_LEGACY_KERAS=1 /root/.cache/tfcontrast-peers/tfsim/bin/python`).
+  (`TF_USE_LEGACY_KERAS=1 /root/.cache/tfcontrast-peers/tfsim/bin/python`); its
+  `train_step` calls the backbone once per view.
 
-The augmentation is the same TensorFlow function for all three (random crop from a
+Comparisons pair runs that do the same work (`COMPARISONS`): `ours` against `manual`
+(target >= 0.95x) and `ours_per_view` against `tfsim` (target >= 1.0x); `ours` against
+`tfsim` is reported too. On 2 CPU cores two batches of B are faster than one of 2B.
+
+The augmentation is the same TensorFlow function for all of them (random crop from a
 4-pixel padding, horizontal flip, brightness jitter), applied in the `tf.data` pipeline
 that makes the two views, so every implementation gets exactly the same input work.
 Each run is a separate process with the same thread settings (`--threads`); runs are
-alternated (ours, manual, tfsim, ours, ...) and the median steps/s is reported. Steps/s
-is measured over `--steps` steps after `--warmup` steps (tracing and the first step
-excluded).
+alternated, the order rotated each round. Every step is timed (synchronised on its
+loss) after `--warmup` steps (tracing and the first step excluded); a run's steps/s is
+1 / its median step time. Reported: the median over rounds per implementation, and the
+ratios within each round (runs next to each other in time) with their median.
 
     python benchmarks/bench_fit_speed.py            # B=128, 3 rounds (slow on 2 cores)
-    python benchmarks/bench_fit_speed.py --rounds 2 --steps 3 --warmup 1   # ~20 min at load 14
+    python benchmarks/bench_fit_speed.py --rounds 4 --steps 6 --warmup 2   # ~17 min, 2 cores
     python benchmarks/bench_fit_speed.py --quick    # B=32, 1 round, 3 steps
 
-All three models have the same 12,483,776 trainable parameters (checked in the JSON).
+All the models have the same 12,483,776 trainable parameters (checked in the JSON).
 """
 
 from __future__ import annotations
@@ -90,7 +98,7 @@ def resnet18_legacy(K, width=64):
 
 
 class _Timer:
-    """Wall-clock time at the end of given steps, synchronised on the loss value."""
+    """Wall-clock time at the end of every step, synchronised on the loss value."""
 
     def __init__(self, warmup):
         self.warmup, self.times = warmup, {}
@@ -99,9 +107,13 @@ class _Timer:
         float(loss)  # wait for the step to finish
         self.times[step] = time.perf_counter()
 
+    def step_seconds(self, total):
+        """Durations of the measured steps (after the warm-up ones)."""
+        return [self.times[i + 1] - self.times[i] for i in range(self.warmup, total)]
+
 
 # -- workers -------------------------------------------------------------------------
-def worker_ours(args):
+def worker_ours(args, view_batches="joint"):
     import tensorflow as tf
 
     set_threads(tf, args.threads)
@@ -116,6 +128,7 @@ def worker_ours(args):
         backbones.cifar_resnet18((32, 32, 3)),
         projector=ProjectionHead((2048,), 128),
         algorithm=algorithms.SimCLR(temperature=TEMPERATURE),
+        view_batches=view_batches,
     )
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     timer = _Timer(args.warmup)
@@ -123,7 +136,7 @@ def worker_ours(args):
 
     class Cb(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            if batch + 1 in (args.warmup, total):
+            if batch + 1 >= args.warmup:
                 timer.mark(batch + 1, logs["loss"])
 
     model.fit(ds, steps_per_epoch=total, epochs=1, verbose=0, callbacks=[Cb()])
@@ -165,7 +178,7 @@ def worker_manual(args):
     total = args.warmup + args.steps
     for i, (v1, v2) in enumerate(ds.take(total)):
         loss = step(v1, v2)
-        if i + 1 in (args.warmup, total):
+        if i + 1 >= args.warmup:
             timer.mark(i + 1, loss)
     params = int(sum(w.numpy().size for w in variables))
     return timer, params
@@ -202,7 +215,7 @@ def worker_tfsim(args):
 
     class Cb(K.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            if batch + 1 in (args.warmup, total):
+            if batch + 1 >= args.warmup:
                 timer.mark(batch + 1, logs["loss"])
 
     model.fit(ds, steps_per_epoch=total, epochs=1, verbose=0, callbacks=[Cb()])
@@ -212,19 +225,37 @@ def worker_tfsim(args):
     return timer, params
 
 
-WORKERS = {"ours": worker_ours, "manual": worker_manual, "tfsim": worker_tfsim}
+WORKERS = {
+    "ours": worker_ours,
+    "ours_per_view": lambda args: worker_ours(args, view_batches="per_view"),
+    "manual": worker_manual,
+    "tfsim": worker_tfsim,
+}
+#: (ours, baseline, target): each comparison runs the same work on both sides. The
+#: hand-written loop, like `fit` by default, encodes both views in one batch of 2B;
+#: TF Similarity calls the backbone once per view (BatchNorm statistics per view), as
+#: `ContrastiveModel(view_batches="per_view")` does.
+COMPARISONS = [
+    ("ours", "manual", 0.95),
+    ("ours_per_view", "tfsim", 1.0),
+    ("ours", "tfsim", None),
+]
 
 
 def run_worker(args):
     timer, params = WORKERS[args.worker](args)
-    seconds = timer.times[args.warmup + args.steps] - timer.times[args.warmup]
+    total = args.warmup + args.steps
+    steps = timer.step_seconds(total)
     print(
         "RESULT "
         + json.dumps(
             {
                 "worker": args.worker,
-                "steps_per_second": args.steps / seconds,
-                "seconds": seconds,
+                # The median step: one slow step (another job on the machine) does not
+                # move it, where it moves a mean over a few steps.
+                "steps_per_second": 1.0 / statistics.median(steps),
+                "mean_steps_per_second": args.steps / sum(steps),
+                "step_seconds": steps,
                 "trainable_parameters": params,
                 "load_average": os.getloadavg(),
             }
@@ -268,7 +299,7 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--workers", default="ours,manual,tfsim")
+    parser.add_argument("--workers", default="ours,ours_per_view,manual,tfsim")
     parser.add_argument("--quick", action="store_true", help="B=32, 3 steps, 1 round")
     parser.add_argument("--output", default="benchmarks/results/fit_speed.json")
     args = parser.parse_args(argv)
@@ -281,7 +312,8 @@ def main(argv=None):
     runs = {w: [] for w in workers}
     load_start = os.getloadavg()
     for r in range(args.rounds):
-        for w in workers:
+        # Rotate the order each round, so no implementation always runs first.
+        for w in workers[r % len(workers) :] + workers[: r % len(workers)]:
             result = spawn(w, args)
             runs[w].append(result)
             print(
@@ -290,6 +322,15 @@ def main(argv=None):
                 flush=True,
             )
     medians = {w: statistics.median(x["steps_per_second"] for x in runs[w]) for w in workers}
+    # Ratios within each round (runs next to each other in time, so under about the same
+    # load), then their median: steadier than the ratio of the medians on a shared machine.
+    comparisons = [c for c in COMPARISONS if c[0] in runs and c[1] in runs]
+    paired = {
+        f"{a}_over_{b}": [
+            x["steps_per_second"] / y["steps_per_second"] for x, y in zip(runs[a], runs[b])
+        ]
+        for a, b, _ in comparisons
+    }
     result = {
         "benchmark": "fit_speed",
         "setup": {
@@ -308,6 +349,8 @@ def main(argv=None):
         },
         "runs": runs,
         "median_steps_per_second": medians,
+        "per_round_ratios": paired,
+        "median_per_round_ratio": {k: statistics.median(v) for k, v in paired.items()},
         "machine": {
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
@@ -317,12 +360,12 @@ def main(argv=None):
         },
         "quick": args.quick,
     }
-    if "ours" in medians and "manual" in medians:
-        result["ours_over_manual"] = medians["ours"] / medians["manual"]
-        print(f"ours / manual loop: {result['ours_over_manual']:.3f} (target >= 0.95)")
-    if "ours" in medians and "tfsim" in medians:
-        result["ours_over_tfsim"] = medians["ours"] / medians["tfsim"]
-        print(f"ours / TF Similarity: {result['ours_over_tfsim']:.3f} (target >= 1.0)")
+    for a, b, target in comparisons:
+        key = f"{a}_over_{b}"
+        result[key] = medians[a] / medians[b]
+        goal = f" (target >= {target})" if target else ""
+        print(f"{a} / {b}: {result[key]:.3f}{goal}")
+        print(f"  per round: {', '.join(f'{x:.3f}' for x in paired[key])}")
     if args.output and not args.quick:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         with open(args.output, "w") as f:

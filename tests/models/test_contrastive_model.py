@@ -81,6 +81,55 @@ def test_training_on_ready_made_views_without_augmentation(digits):
     assert tuple(outputs["projection"].shape) == (4, 2, 16)
 
 
+@pytest.mark.parametrize("algorithm", ["simclr", "simsiam"])
+def test_view_batches_set_the_batchnorm_batch(algorithm, digits):
+    # Training-mode BatchNorm makes a sample's output depend on its batch: "joint" must
+    # equal the heads on all B * V images at once, "per_view" the heads on each view's
+    # B images alone, and the two must differ.
+    x, _ = digits
+    rng = np.random.default_rng(0)
+    views = np.stack([x[:16], x[:16] + 0.3 * rng.normal(size=x[:16].shape)], 1).astype("float32")
+    np_ = keras.ops.convert_to_numpy
+
+    def heads(model, images):
+        z = model.projector(model.backbone(images, training=True), training=True)
+        p = model.predictor(z, training=True) if model.predictor is not None else None
+        return np_(z), None if p is None else np_(p)
+
+    got = {}
+    for mode in ("joint", "per_view"):
+        model = make_model(algorithm, augmentation=None, view_batches=mode)
+        out = model(views, training=True)
+        got[mode] = np_(out["projection"])
+        if mode == "joint":
+            z, p = heads(model, views.reshape((32, 8, 8, 1)))
+            expected_z = z.reshape((16, 2, -1))
+            expected_p = None if p is None else p.reshape((16, 2, -1))
+        else:
+            parts = [heads(model, views[:, v]) for v in range(2)]
+            expected_z = np.stack([z for z, _ in parts], 1)
+            expected_p = None if parts[0][1] is None else np.stack([p for _, p in parts], 1)
+        np.testing.assert_allclose(got[mode], expected_z, rtol=1e-4, atol=1e-5)
+        if expected_p is not None:
+            np.testing.assert_allclose(np_(out["prediction"]), expected_p, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got["joint"], got["per_view"], atol=1e-3)
+
+
+def test_per_view_batches_train_and_round_trip(tmp_path, digits):
+    x, _ = digits
+    model = make_model("byol", view_batches="per_view")
+    model.compile(optimizer="adam")
+    history = model.fit(x[:64], batch_size=32, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    path = tmp_path / "per_view.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.view_batches == "per_view"
+    np.testing.assert_allclose(
+        restored.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), rtol=1e-5, atol=1e-5
+    )
+
+
 def test_byol_target_is_an_exponential_moving_average(digits):
     x, _ = digits
     model = make_model("byol")
@@ -190,6 +239,8 @@ def test_bad_inputs_raise_naming_the_argument(digits):
         ContrastiveModel(backbones.small_convnet((8, 8, 1)), algorithm="nope")
     with pytest.raises(ValueError, match="serve"):
         ContrastiveModel(backbones.small_convnet((8, 8, 1)), serve="head")
+    with pytest.raises(ValueError, match="view_batches"):
+        ContrastiveModel(backbones.small_convnet((8, 8, 1)), view_batches="mixed")
     feature_map = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3)])
     model = ContrastiveModel(feature_map, projector=ProjectionHead((8,), 4))
     with pytest.raises(ValueError, match="backbone"):
