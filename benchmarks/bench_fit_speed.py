@@ -27,11 +27,14 @@ Each run is a separate process with the same thread settings (`--threads`); runs
 alternated, the order rotated each round. Every step is timed (synchronised on its
 loss) after `--warmup` steps (tracing and the first step excluded); a run's steps/s is
 1 / its median step time. Reported: the median over rounds per implementation, and the
-ratios within each round (runs next to each other in time) with their median.
+ratios within each round (runs in the same round, under about the same load) with their
+median.
 
-    python benchmarks/bench_fit_speed.py            # B=128, 3 rounds (slow on 2 cores)
+    python benchmarks/bench_fit_speed.py            # B=128, 3 rounds x 4 steps, ~15 min
     python benchmarks/bench_fit_speed.py --rounds 4 --steps 6 --warmup 2   # ~17 min, 2 cores
     python benchmarks/bench_fit_speed.py --quick    # B=32, 1 round, 3 steps
+    python benchmarks/bench_fit_speed.py --from-json benchmarks/results/fit_speed.json
+        # recompute the ratios of stored runs (rewrites the file's summary fields)
 
 All the models have the same 12,483,776 trainable parameters (checked in the JSON).
 """
@@ -239,6 +242,7 @@ COMPARISONS = [
     ("ours", "manual", 0.95),
     ("ours_per_view", "tfsim", 1.0),
     ("ours", "tfsim", None),
+    ("ours_per_view", "ours", None),  # what the per-view batches alone change
 ]
 
 
@@ -265,6 +269,34 @@ def run_worker(args):
 
 
 # -- driver --------------------------------------------------------------------------
+def summarize(result):
+    """Adds the medians and the `COMPARISONS` ratios of `result["runs"]`, and prints them."""
+    runs = result["runs"]
+    medians = {w: statistics.median(x["steps_per_second"] for x in rs) for w, rs in runs.items()}
+    comparisons = [c for c in COMPARISONS if c[0] in runs and c[1] in runs]
+    # Ratios within each round (runs in the same round, under about the same load), then
+    # their median: steadier than the ratio of the medians on a shared machine.
+    paired = {
+        f"{a}_over_{b}": [
+            x["steps_per_second"] / y["steps_per_second"] for x, y in zip(runs[a], runs[b])
+        ]
+        for a, b, _ in comparisons
+    }
+    result["median_steps_per_second"] = medians
+    result["per_round_ratios"] = paired
+    result["median_per_round_ratio"] = {k: statistics.median(v) for k, v in paired.items()}
+    for a, b, target in comparisons:
+        key = f"{a}_over_{b}"
+        result[key] = medians[a] / medians[b]
+        goal = f" (target >= {target})" if target else ""
+        print(
+            f"{a} / {b}: {result[key]:.3f} (medians), "
+            f"{result['median_per_round_ratio'][key]:.3f} (median per round){goal}"
+        )
+        print(f"  per round: {', '.join(f'{x:.3f}' for x in paired[key])}")
+    return result
+
+
 def spawn(worker, args):
     python = TFSIM_PYTHON if worker == "tfsim" else sys.executable
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -302,7 +334,14 @@ def main(argv=None):
     parser.add_argument("--workers", default="ours,ours_per_view,manual,tfsim")
     parser.add_argument("--quick", action="store_true", help="B=32, 3 steps, 1 round")
     parser.add_argument("--output", default="benchmarks/results/fit_speed.json")
+    parser.add_argument("--from-json", help="recompute the summary of a results file")
     args = parser.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            result = summarize(json.load(f))
+        with open(args.from_json, "w") as f:
+            json.dump(result, f, indent=2)
+        return result
     if args.worker:
         return run_worker(args)
     if args.quick:
@@ -317,20 +356,10 @@ def main(argv=None):
             result = spawn(w, args)
             runs[w].append(result)
             print(
-                f"round {r + 1} {w:>6}: {result['steps_per_second']:.4f} steps/s "
+                f"round {r + 1} {w:>13}: {result['steps_per_second']:.4f} steps/s "
                 f"(load {result['load_average'][0]:.2f})",
                 flush=True,
             )
-    medians = {w: statistics.median(x["steps_per_second"] for x in runs[w]) for w in workers}
-    # Ratios within each round (runs next to each other in time, so under about the same
-    # load), then their median: steadier than the ratio of the medians on a shared machine.
-    comparisons = [c for c in COMPARISONS if c[0] in runs and c[1] in runs]
-    paired = {
-        f"{a}_over_{b}": [
-            x["steps_per_second"] / y["steps_per_second"] for x, y in zip(runs[a], runs[b])
-        ]
-        for a, b, _ in comparisons
-    }
     result = {
         "benchmark": "fit_speed",
         "setup": {
@@ -346,11 +375,16 @@ def main(argv=None):
             "threads": {"intra_op": args.threads, "inter_op": args.threads},
             "tfsim": "tensorflow-similarity 0.17.1 ContrastiveModel('simclr'), tf_keras "
             "(TF_USE_LEGACY_KERAS=1), separate interpreter",
+            "view_batches": {
+                "ours": "joint (one batch of 2B)",
+                "ours_per_view": "per_view (two batches of B)",
+                "manual": "joint (one batch of 2B)",
+                "tfsim": "per view (two backbone calls of B)",
+            },
+            "timing": "every step synchronised on its loss; a run's steps_per_second is "
+            "1 / its median step",
         },
         "runs": runs,
-        "median_steps_per_second": medians,
-        "per_round_ratios": paired,
-        "median_per_round_ratio": {k: statistics.median(v) for k, v in paired.items()},
         "machine": {
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
@@ -360,12 +394,7 @@ def main(argv=None):
         },
         "quick": args.quick,
     }
-    for a, b, target in comparisons:
-        key = f"{a}_over_{b}"
-        result[key] = medians[a] / medians[b]
-        goal = f" (target >= {target})" if target else ""
-        print(f"{a} / {b}: {result[key]:.3f}{goal}")
-        print(f"  per round: {', '.join(f'{x:.3f}' for x in paired[key])}")
+    summarize(result)
     if args.output and not args.quick:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         with open(args.output, "w") as f:

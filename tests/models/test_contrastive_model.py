@@ -115,6 +115,45 @@ def test_view_batches_set_the_batchnorm_batch(algorithm, digits):
     assert not np.allclose(got["joint"], got["per_view"], atol=1e-3)
 
 
+@pytest.mark.parametrize("mode", ["joint", "per_view"])
+def test_target_outputs_do_not_depend_on_the_view_batches(mode, digits):
+    # The frozen target networks run their BatchNorm on moving statistics, so their
+    # outputs are the same whether the views go in one batch or one batch per view,
+    # and equal to the target networks applied directly.
+    x, _ = digits
+    rng = np.random.default_rng(1)
+    views = np.stack([x[:16], x[:16] + 0.3 * rng.normal(size=x[:16].shape)], 1).astype("float32")
+    model = make_model("byol", augmentation=None, view_batches=mode)
+    model.build(views.shape)
+    got = keras.ops.convert_to_numpy(model.target_outputs(views))
+
+    def target(images):
+        features = model.target_backbone(images, training=True)
+        return keras.ops.convert_to_numpy(model.target_projector(features, training=True))
+
+    joint = target(views.reshape((32, 8, 8, 1))).reshape((16, 2, -1))
+    per_view = np.stack([target(views[:, v]) for v in range(2)], 1)
+    np.testing.assert_allclose(got, joint, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got, per_view, rtol=1e-4, atol=1e-5)
+
+
+def test_configs_without_view_batches_load_as_joint():
+    config = make_model("simclr").get_config()
+    del config["view_batches"]
+    assert ContrastiveModel.from_config(config).view_batches == "joint"
+
+
+@pytest.mark.tf_only
+def test_per_view_needs_a_known_number_of_views():
+    import tensorflow as tf
+
+    model = make_model("simclr", augmentation=None, view_batches="per_view")
+    model.build((None, 2, 8, 8, 1))
+    spec = tf.TensorSpec((None, None, 8, 8, 1), tf.float32)
+    with pytest.raises(ValueError, match="view_batches"):
+        tf.function(lambda v: model(v, training=True)["projection"]).get_concrete_function(spec)
+
+
 def test_per_view_batches_train_and_round_trip(tmp_path, digits):
     x, _ = digits
     model = make_model("byol", view_batches="per_view")

@@ -68,9 +68,8 @@ class ContrastiveModel(keras.Model):
             statistics over every view (SimCLR's reference code). `"per_view"`: one
             batch of `B` per view, statistics per view (the reference code of BYOL,
             SimSiam and MoCo v3, and TensorFlow Similarity); it needs a known number of
-            views. On 2 CPU cores `"per_view"` ran the SimCLR step of the CIFAR
-            ResNet-18 at B = 128 10-20% faster (smaller batches through the
-            convolutions; `benchmarks/bench_fit_speed.py`).
+            views. On CPUs the smaller batches can run faster through the
+            convolutions (measured in `benchmarks/bench_fit_speed.py`).
 
     Example:
 
@@ -239,7 +238,7 @@ class ContrastiveModel(keras.Model):
             return ops.stack([layer(x[:, v], training=training) for v in range(x.shape[1])], 1)
         shape = ops.shape(x)
         out = layer(ops.reshape(x, (-1,) + tuple(x.shape[2:])), training=training)
-        return ops.reshape(out, (shape[0], shape[1]) + tuple(out.shape[1:]))
+        return ops.reshape(out, (shape[0], shape[1]) + tuple(ops.shape(out)[1:]))
 
     def _encode_views(self, views, backbone, projector, training):
         features = self._apply_to_views(backbone, views, training)
