@@ -29,6 +29,12 @@ def augmentation():
     )
 
 
+def noisy_views(images, noise, seed):
+    """Two ready-made views `(B, 2, H, W, C)`: the images and a noisy copy."""
+    rng = np.random.default_rng(seed)
+    return np.stack([images, images + noise * rng.normal(size=images.shape)], 1).astype("float32")
+
+
 def make_model(algorithm, **kwargs):
     keras.utils.set_random_seed(0)
     algo = algorithms.get(algorithm)
@@ -72,12 +78,12 @@ def test_call_serves_backbone_or_projector(digits):
 
 def test_training_on_ready_made_views_without_augmentation(digits):
     x, _ = digits
-    views = np.stack([x, x + 0.05 * np.random.default_rng(0).normal(size=x.shape)], axis=1)
+    views = noisy_views(x, 0.05, seed=0)
     model = make_model("simclr", augmentation=None)
     model.compile(optimizer="adam")
-    history = model.fit(views.astype("float32"), batch_size=32, epochs=1, verbose=0)
+    history = model.fit(views, batch_size=32, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    outputs = model(views[:4].astype("float32"), training=True)
+    outputs = model(views[:4], training=True)
     assert tuple(outputs["projection"].shape) == (4, 2, 16)
 
 
@@ -87,8 +93,7 @@ def test_view_batches_set_the_batchnorm_batch(algorithm, digits):
     # equal the heads on all B * V images at once, "per_view" the heads on each view's
     # B images alone, and the two must differ.
     x, _ = digits
-    rng = np.random.default_rng(0)
-    views = np.stack([x[:16], x[:16] + 0.3 * rng.normal(size=x[:16].shape)], 1).astype("float32")
+    views = noisy_views(x[:16], 0.3, seed=0)
     np_ = keras.ops.convert_to_numpy
 
     def heads(model, images):
@@ -121,8 +126,7 @@ def test_target_outputs_do_not_depend_on_the_view_batches(mode, digits):
     # outputs are the same whether the views go in one batch or one batch per view,
     # and equal to the target networks applied directly.
     x, _ = digits
-    rng = np.random.default_rng(1)
-    views = np.stack([x[:16], x[:16] + 0.3 * rng.normal(size=x[:16].shape)], 1).astype("float32")
+    views = noisy_views(x[:16], 0.3, seed=1)
     model = make_model("byol", augmentation=None, view_batches=mode)
     model.build(views.shape)
     got = keras.ops.convert_to_numpy(model.target_outputs(views))
