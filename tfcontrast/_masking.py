@@ -125,55 +125,95 @@ def masked_logsumexp(values, mask=None, axis=-1):
     return forward(values)
 
 
-#: Below this, a numerator sum shifted by the denominator's max has lost its precision
-#: (float32 turns subnormal at 1.2e-38): `masked_log_ratio` then shifts it by its own.
+#: Below this, an exponential sum has lost its precision (float32 turns subnormal at
+#: 1.2e-38; entries that underflow are then below 1e-8 of the sum): `masked_log_ratio`
+#: shifts it by its row's max instead.
 _TINY = 1e-30
+#: Above this, a sum of unshifted exponentials is close to float32's overflow (3.4e38).
+_HUGE = 1e30
 
 
-def masked_log_ratio(values, numerator, denominator=None, axis=-1):
-    """`log sum_{denominator} exp(values) - log sum_{numerator} exp(values)` per row.
+def masked_log_ratio(values, numerator, denominator=None, axis=-1, scale=1.0):
+    """`log sum_{denominator} exp(s v) - log sum_{numerator} exp(s v)` per row, for
+    `v = values` and `s = scale`.
 
     `numerator` must be a subset of `denominator` (both masks; no denominator: every
-    entry). Rows with an empty
-    numerator give 0 and a zero gradient. This is `-log` of the softmax mass (over the
-    denominator) that falls on the numerator: the soft nearest neighbour loss.
+    entry). Rows with an empty numerator give 0 and a zero gradient. This is `-log` of
+    the softmax mass (over the denominator) that falls on the numerator: the soft
+    nearest neighbour loss.
 
-    One exponential over the matrix serves both sums: the numerator reuses the
-    denominator's exponentials, shifted by the denominator's row max. Where that shift
-    leaves a row's numerator below `1e-30` (its entries far below the row's max, e.g. at
-    a small temperature), the numerator is recomputed with its own max, for the whole
-    batch (a `cond`: ordinary batches never pay for it), so the result stays exact
-    where a single unshifted exponential would give `log(0)`. The gradient is written
-    by hand, `upstream * (softmax_den - softmax_num)`, from the exponentials the
-    forward pass holds.
+    One exponential over the matrix serves both sums. It is taken unshifted where that
+    is exact, which is the ordinary batch: every row's denominator sum between `1e-30`
+    and `1e30` (nothing overflowed; what underflowed is below 1e-8 of its sum).
+    Otherwise the exponentials are shifted by each row's max, as in a log-sum-exp. The
+    numerator reuses them. Where that leaves a row's numerator sum below `1e-30` (its
+    entries far below the row's max, e.g. at a small temperature), the numerator is
+    recomputed with its own max, so the result stays exact where a single exponential
+    would give `log(0)`. Which rows have a numerator at all is only looked up (an `any`
+    over the mask) when some numerator sum is below `1e-30`. Each fallback is a `cond`
+    over the whole batch, so ordinary batches pay for none of them.
+
+    The gradient is written by hand, `s * upstream * (softmax_den - softmax_num)`, from
+    the exponentials the forward pass holds. A number `scale` is applied there to the
+    row factors, a pass less over the matrix than scaling `values` first; a tensor
+    `scale` (a learnable temperature) multiplies `values` before, so that its own
+    gradient flows.
     """
     values = ops.convert_to_tensor(values)
+    if not isinstance(scale, (int, float)):
+        values, scale = values * scale, 1.0
     num = _as_bool(numerator)
     den = None if denominator is None else _as_bool(denominator)
-    has_num = ops.any(num, axis=axis, keepdims=True)
 
     @custom_gradient
-    def forward(x):
-        x, shift, exps, den_total = _shifted_exps(x, den, axis)
+    def forward(v):
+        x = v if scale == 1 else v * scale
+        if den is not None:
+            x = ops.where(den, x, _EMPTY)
+        plain_exps = ops.exp(x)
+        plain_total = ops.sum(plain_exps, axis=axis, keepdims=True)
+
+        def unshifted():
+            return plain_exps, plain_total, ops.zeros_like(plain_total)
+
+        def shifted():
+            _, shift, exps, total = _shifted_exps(x, None, axis)
+            return exps, total, shift
+
+        exact = ops.all(ops.logical_and(plain_total >= _TINY, plain_total <= _HUGE))
+        exps, den_total, shift = ops.cond(exact, unshifted, shifted)
         num_exps = ops.where(num, exps, 0.0)
         num_total = ops.sum(num_exps, axis=axis, keepdims=True)
 
-        def own_shift():
-            own = ops.max(ops.where(num, x, _EMPTY), axis=axis, keepdims=True)
-            own_exps = ops.where(num, ops.exp(x - own), 0.0)
-            return own_exps, ops.sum(own_exps, axis=axis, keepdims=True), own
+        def every_row_fine():
+            return num_exps, num_total, shift, ops.ones_like(num_total, dtype="bool")
 
-        def shared_shift():
-            return num_exps, num_total, shift
+        def some_row_small():
+            has_num = ops.any(num, axis=axis, keepdims=True)
 
-        lost = ops.any(ops.logical_and(has_num, num_total < _TINY))
-        num_exps, num_total, num_shift = ops.cond(lost, own_shift, shared_shift)
+            def own_shift():
+                own = ops.max(ops.where(num, x, _EMPTY), axis=axis, keepdims=True)
+                own_exps = ops.where(num, ops.exp(x - own), 0.0)
+                return own_exps, ops.sum(own_exps, axis=axis, keepdims=True), own
+
+            def shared_shift():
+                return num_exps, num_total, shift
+
+            lost = ops.any(ops.logical_and(has_num, num_total < _TINY))
+            return (*ops.cond(lost, own_shift, shared_shift), has_num)
+
+        fine = ops.all(num_total >= _TINY)
+        num_exps, num_total, num_shift, has_num = ops.cond(fine, every_row_fine, some_row_small)
         num_total = ops.where(has_num, num_total, 1.0)
-        ratio = ops.log(den_total) + shift - ops.log(num_total) - num_shift
+        # The shifts apart from the logs: equal shifts cancel exactly, large ones do not
+        # round the logs away.
+        ratio = (ops.log(den_total) - ops.log(num_total)) + (shift - num_shift)
         result = ops.squeeze(ops.where(has_num, ratio, 0.0), axis=axis)
 
         def grad(upstream):
             up = ops.where(has_num, ops.expand_dims(upstream, axis), 0.0)
+            if scale != 1:
+                up = up * scale
             return exps * (up / den_total) - num_exps * (up / num_total)
 
         return result, grad

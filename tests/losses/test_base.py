@@ -322,23 +322,13 @@ def test_logsumexp_without_mask_matches_numpy():
     np.testing.assert_allclose(grad, np.exp(v64 - expected[:, None]), rtol=1e-5)
 
 
-@pytest.mark.parametrize("scale", [1.0, 400.0], ids=["shared-shift", "own-shift"])
-def test_masked_log_ratio_value_and_gradient_match_numpy(scale):
-    # scale 400: some rows' numerators sit hundreds below the row max, so they underflow
-    # when shifted by the denominator's max and take the exact own-shift branch.
-    rng = np.random.default_rng(5)
-    values = (rng.standard_normal((6, 7)) * scale).astype("float32")
-    den = rng.random((6, 7)) < 0.8
-    num = den & (rng.random((6, 7)) < 0.5)
-    num[1] = False  # no numerator: 0, no gradient
-    den[2] = True
-    num[2] = False
-    num[2, int(np.argmin(values[2]))] = True  # the row's smallest value alone on top
-    weights = rng.uniform(0.5, 2.0, size=6).astype("float32")
-
-    expected = np.zeros(6)
-    expected_grad = np.zeros((6, 7))
-    for i in range(6):
+def _log_ratio_reference(values, num, den, weights):
+    """Float64 loops: value and gradient of `weights * (lse_den - lse_num)` per row, and
+    the derivative of each row's ratio with respect to a scale of `values`."""
+    rows = len(values)
+    expected, d_scale = np.zeros(rows), np.zeros(rows)
+    expected_grad = np.zeros(values.shape)
+    for i in range(rows):
         if not num[i].any():
             continue
         v = values[i].astype("float64")
@@ -347,16 +337,94 @@ def test_masked_log_ratio_value_and_gradient_match_numpy(scale):
             top = v[m].max()
             return top + np.log(np.exp(v[m] - top).sum())
 
+        p_den, p_num = np.zeros_like(v), np.zeros_like(v)
+        p_den[den[i]] = np.exp(v[den[i]] - lse(den[i]))
+        p_num[num[i]] = np.exp(v[num[i]] - lse(num[i]))
         expected[i] = lse(den[i]) - lse(num[i])
-        expected_grad[i, den[i]] += weights[i] * np.exp(v[den[i]] - lse(den[i]))
-        expected_grad[i, num[i]] -= weights[i] * np.exp(v[num[i]] - lse(num[i]))
+        expected_grad[i] = weights[i] * (p_den - p_num)
+        d_scale[i] = ((p_den - p_num) * v).sum()
+    return expected, expected_grad, d_scale
 
+
+# Which path each case takes: "unshifted" (every row has a numerator, plain sums in
+# range), "no-numerator" (a row without one: the `any` lookup), "underflow" and
+# "overflow" (the plain denominator sums leave [1e-30, 1e30]: shifted by the row max),
+# "own-shift" (a numerator hundreds below its row max after that shift).
+_LOG_RATIO_CASES = {
+    "unshifted": (1.0, 0.0, False),
+    "no-numerator": (1.0, 0.0, True),
+    "underflow": (1.0, -500.0, True),
+    "overflow": (1.0, 500.0, False),
+    "own-shift": (400.0, 0.0, True),
+}
+
+
+@pytest.mark.parametrize("case", list(_LOG_RATIO_CASES))
+def test_masked_log_ratio_value_and_gradient_match_numpy(case):
+    spread, offset, empty_row = _LOG_RATIO_CASES[case]
+    rng = np.random.default_rng(5)
+    values = (rng.standard_normal((6, 7)) * spread + offset).astype("float32")
+    den = rng.random((6, 7)) < 0.8
+    num = den & (rng.random((6, 7)) < 0.5)
+    num[:, 0] = den[:, 0] = True  # every row has a numerator ...
+    if empty_row:
+        num[1] = False  # ... but this one: 0, no gradient
+    den[2] = True
+    num[2] = False
+    num[2, int(np.argmin(values[2]))] = True  # the row's smallest value alone on top
+    weights = rng.uniform(0.5, 2.0, size=6).astype("float32")
+    expected, expected_grad, _ = _log_ratio_reference(values, num, den, weights)
+
+    plain = np.where(den, np.exp(values.astype("float64")), 0.0).sum(1)
+    if case == "underflow":
+        assert plain.max() < 1e-30
+    if case == "overflow":
+        assert plain.min() > 1e30
+    if case == "own-shift":
+        assert expected[2] > 100.0  # the numerator's own shift was needed
     value, (grad,) = value_and_grad(
         lambda v: _masking.masked_log_ratio(v, num, den, axis=1) * ops.convert_to_tensor(weights),
         values,
     )
-    if scale > 1.0:
-        assert expected[2] > 100.0  # the own-shift branch was needed
     np.testing.assert_allclose(value / weights, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
-    assert value[1] == 0.0 and np.all(grad[1] == 0.0)
+    if empty_row:
+        assert value[1] == 0.0 and np.all(grad[1] == 0.0)
+
+
+def test_masked_log_ratio_scale_number_and_tensor():
+    # A number scale is folded into the hand-written gradient, a tensor one multiplies
+    # the values first: both give the ratio of `scale * values`, and a tensor scale
+    # receives its own gradient.
+    rng = np.random.default_rng(6)
+    values = rng.standard_normal((5, 8)).astype("float32")
+    den = np.ones((5, 8), bool)
+    np.fill_diagonal(den, False)
+    num = den & (rng.random((5, 8)) < 0.4)
+    num[:, 7] = True
+    num[3] = False
+    scale = -0.5
+    weights = rng.uniform(0.5, 2.0, size=5).astype("float32")
+    expected, expected_grad, d_scale = _log_ratio_reference(scale * values, num, den, weights)
+
+    value, (grad,) = value_and_grad(
+        lambda v: (
+            _masking.masked_log_ratio(v, num, den, axis=1, scale=scale)
+            * ops.convert_to_tensor(weights)
+        ),
+        values,
+    )
+    np.testing.assert_allclose(value / weights, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad, scale * expected_grad, rtol=1e-4, atol=1e-6)
+
+    value_t, (grad_t, grad_s) = value_and_grad(
+        lambda v, s: (
+            _masking.masked_log_ratio(v, num, den, axis=1, scale=s) * ops.convert_to_tensor(weights)
+        ),
+        values,
+        np.float32(scale),
+    )
+    np.testing.assert_allclose(value_t, value, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(grad_t, grad, rtol=1e-5, atol=1e-7)
+    # d/ds of sum_i w_i R_i(s v_i), with R_i's derivative taken at the scaled values.
+    np.testing.assert_allclose(grad_s, (weights * d_scale / scale).sum(), rtol=1e-4)

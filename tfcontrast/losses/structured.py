@@ -298,9 +298,10 @@ class SoftNearestNeighborLoss(MetricLoss):
                     / sum_{k != i} exp(-d_ik / T) )
 
     computed as `log sum_{k != i} - log sum_{positives}` from one exponential of the
-    matrix, shifted by each row's max (no `eps` inside the log). Where the positives of a
-    row lie so far below its max that their shifted sum underflows (small temperatures),
-    they are summed again with their own shift, so the value and gradient stay exact
+    matrix (no `eps` inside the log), shifted by each row's max where the plain sums
+    would over- or underflow. Where the positives of a row lie so far below its max that
+    their shifted sum underflows (small temperatures), they are summed again with their
+    own shift, so the value and gradient stay exact
     (`tfcontrast._masking.masked_log_ratio`). An anchor without a positive contributes
     0; one without a negative gets 0 by construction.
 
@@ -364,9 +365,7 @@ class SoftNearestNeighborLoss(MetricLoss):
         return self._initial_temperature
 
     def compute(self, labels, embeddings, ref_labels, ref_embeddings, offset):
-        matrix = self.distance(embeddings, ref_embeddings)
-        # One multiplication over the matrix (not a negation and a division).
-        logits = self.distance.to_distance(matrix) * (-1.0 / self.temperature)
+        distances = self.distance.to_distance(self.distance(embeddings, ref_embeddings))
         # Bool masks end to end: no float casts and comparisons over the (B, M) matrix.
         positive = ops.equal(labels[:, None], ref_labels[None, :])
         others = None  # disjoint references: every one is in the denominator
@@ -375,7 +374,9 @@ class SoftNearestNeighborLoss(MetricLoss):
             positive = ops.logical_and(positive, others)
         # -log(softmax mass on the positives), one exponential for both sums; 0 for an
         # anchor without a positive.
-        return masked_log_ratio(logits, positive, others, axis=1)
+        # The logits are `-d / T`: a fixed `-1 / T` scales inside the hand-written
+        # gradient (no pass over the matrix), a learnable one the distances.
+        return masked_log_ratio(distances, positive, others, axis=1, scale=-1.0 / self.temperature)
 
     def get_config(self):
         temperature = self._initial_temperature
