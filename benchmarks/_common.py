@@ -106,6 +106,13 @@ class Worker:
         self.proc.stdin.flush()
         return _read_reply(self.proc.stdout, self.side)
 
+    def graph(self, case: str, batch: int, dim: int) -> dict:
+        """The case's traced step as an exported graph (`peers/_tf_graphs.py`)."""
+        request = {"cmd": "graph", "case": case, "batch": batch, "dim": dim}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return _read_reply(self.proc.stdout, self.side)
+
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -225,6 +232,28 @@ def fmt_mb(value) -> str:
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def parse_table_args(parser, argv, markdown):
+    """Adds `--out` and `--from-json` to a benchmark's `parser` and parses `argv`.
+    Returns the arguments, or None after printing the table of `--from-json`'s file
+    (`markdown(payload) -> str`)."""
+    parser.add_argument("--out", type=Path, help="JSON output path")
+    parser.add_argument("--from-json", type=Path, help="print the table of a JSON file and exit")
+    args = parser.parse_args(argv)
+    if args.from_json:
+        print(markdown(json.loads(args.from_json.read_text())))
+        return None
+    return args
+
+
+def select_rows(parser, rows: list[dict], only: str | None) -> list[dict]:
+    """The rows whose name contains `only` (any case; every row when None), or a usage
+    error that lists the names."""
+    chosen = [r for r in rows if only is None or only.lower() in r["name"].lower()]
+    if not chosen:
+        parser.error(f"--only {only!r} matches no row; rows: {[r['name'] for r in rows]}")
+    return chosen
 
 
 def default_out(name: str, quick: bool) -> Path:

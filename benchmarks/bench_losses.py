@@ -13,6 +13,8 @@ at B = 64, one process per (library, loss).
     python benchmarks/bench_losses.py            # full run: writes benchmarks/results/losses.json
     python benchmarks/bench_losses.py --quick    # smoke run (small B, few repeats, scratch file)
     python benchmarks/bench_losses.py --from-json benchmarks/results/losses.json  # table only
+    python benchmarks/bench_losses.py --only SoftNearestNeighborLoss --batches 256 \
+        --processes 6 --no-memory --out benchmarks/results/losses_snn_b256.json  # one row
 """
 
 from __future__ import annotations
@@ -83,8 +85,10 @@ def _targets(records: list[dict]) -> dict:
         "no_loss_slower_than_tfsim": not slower,
         "slower": slower,
         "triplet_ratio_at_1024": triplet,
-        "triplet_at_least_1.5x_at_1024": bool(triplet)
-        and all(v is not None and v >= 1.5 for v in triplet.values()),
+        # None when the run measured no triplet row at B = 1024 (`--only`, `--batches`).
+        "triplet_at_least_1.5x_at_1024": (
+            all(v is not None and v >= 1.5 for v in triplet.values()) if triplet else None
+        ),
     }
 
 
@@ -99,7 +103,7 @@ def markdown(payload: dict) -> str:
     if memory:
         head += [f"peak MiB B={mem_batch} tfcontrast", "TF Sim"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in ROWS:
+    for row in payload.get("rows", ROWS):
         cells = [row["name"]]
         for b in batches:
             rec = next((r for r in records if r["name"] == row["name"] and r["batch"] == b), None)
@@ -141,12 +145,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--processes", type=int, help="fresh worker processes per side, pooled (default 3, quick 1)"
     )
-    parser.add_argument("--out", type=Path, help="JSON output path")
-    parser.add_argument("--from-json", type=Path, help="print the table of a JSON file and exit")
-    args = parser.parse_args(argv)
-
-    if args.from_json:
-        print(markdown(json.loads(args.from_json.read_text())))
+    parser.add_argument(
+        "--only", help="run the rows whose name contains this text (writes a scratch JSON)"
+    )
+    args = C.parse_table_args(parser, argv, markdown)
+    if args is None:  # --from-json: the table was printed
         return 0
 
     quick = args.quick
@@ -159,18 +162,22 @@ def main(argv=None) -> int:
         if quick
         else {"min_repeats": 5, "max_repeats": 30, "min_time": 0.5}
     )
-    out = args.out or C.default_out("losses", quick)
+    rows = C.select_rows(parser, ROWS, args.only)
+    # A subset (of rows or batches) never overwrites the full table's JSON unless --out
+    # says so.
+    partial = quick or args.only is not None or args.batches is not None
+    out = args.out or C.default_out("losses", partial)
 
     print(f"bench_losses: B={batches} D={args.dim} rounds={rounds} load={C.load_average():.2f}")
     load_start = C.load_average()
     t0 = time.perf_counter()
     configs = [(b, args.dim) for b in batches]
-    records, infos = C.time_rows(SIDES, ROWS, configs, rounds, timing, processes)
+    records, infos = C.time_rows(SIDES, rows, configs, rounds, timing, processes)
 
     memory = []
     if not args.no_memory:
         print(f"peak memory at B={memory_batch} (fresh process per library and loss):")
-        for i, row in enumerate(ROWS):
+        for i, row in enumerate(rows):
             order = SIDES if i % 2 == 0 else SIDES[::-1]
             for side in order:
                 if side not in infos:
@@ -199,7 +206,7 @@ def main(argv=None) -> int:
         },
         "load_avg_1min": {"start": load_start, "end": C.load_average()},
         "wall_s": time.perf_counter() - t0,
-        "rows": ROWS,
+        "rows": rows,
         "results": records,
         "memory": memory,
         "memory_method": "peak RSS (ru_maxrss) of a fresh process running the case at the "

@@ -130,12 +130,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--processes", type=int, help="fresh worker processes per side, pooled (default 3, quick 1)"
     )
-    parser.add_argument("--out", type=Path, help="JSON output path")
-    parser.add_argument("--from-json", type=Path, help="print the table of a JSON file and exit")
-    args = parser.parse_args(argv)
-
-    if args.from_json:
-        print(markdown(json.loads(args.from_json.read_text())))
+    args = C.parse_table_args(parser, argv, markdown)
+    if args is None:  # --from-json: the table was printed
         return 0
 
     quick = args.quick

@@ -9,6 +9,9 @@ a process start per measurement. A worker module defines `CASES`, a dict
 `name -> builder(batch, dim) -> step`, where `step()` runs one forward + backward pass
 and returns the loss value as a float, and calls `serve(CASES, info)`.
 
+The `graph` command returns a case's traced step as a serialised graph, for the
+TensorFlow workers whose builders attach one (`_tf_graphs.py`).
+
 Memory mode (`python worker.py --memory CASE BATCH DIM`) measures the peak resident set
 increase of one case in a fresh process and exits.
 
@@ -139,7 +142,7 @@ def serve(cases: dict, info: dict) -> None:
         if command == "quit":
             _reply({"ok": True})
             return
-        if command != "time":
+        if command not in ("time", "graph"):
             _reply({"ok": False, "error": f"unknown command {command!r}"})
             continue
         key = (request["case"], request["batch"], request["dim"])
@@ -148,6 +151,11 @@ def serve(cases: dict, info: dict) -> None:
             if first:
                 built.clear()  # free the previous configuration's tensors
                 built[key] = cases[key[0]](key[1], key[2])
+            if command == "graph":  # the step's graph (`_tf_graphs.py`), untimed
+                if not hasattr(built[key], "graph"):
+                    raise ValueError(f"case {key[0]!r} of this worker exports no graph")
+                _reply({"ok": True, **built[key].graph()})
+                continue
             times, value = _time_step(
                 built[key],
                 warmup=request.get("warmup", 2) if first else 1,

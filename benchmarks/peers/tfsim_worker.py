@@ -21,6 +21,7 @@ import io  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 from _protocol import HPARAMS, THREADS, serve, supervised_data, view_data  # noqa: E402
+from _tf_graphs import exporter  # noqa: E402
 
 tf.config.threading.set_intra_op_parallelism_threads(THREADS)
 tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -50,6 +51,7 @@ def _supervised(make_loss, normalize=True):
             value, _ = step(labels, x)
             return float(value)
 
+        run.graph = exporter(step, labels, x)
         return run
 
     return build
