@@ -125,12 +125,12 @@ def masked_logsumexp(values, mask=None, axis=-1):
     return forward(values)
 
 
-#: Below this, an exponential sum has lost its precision (float32 turns subnormal at
-#: 1.2e-38; entries that underflow are then below 1e-8 of the sum): `masked_log_ratio`
-#: shifts it by its row's max instead.
-_TINY = 1e-30
-#: Above this, a sum of unshifted exponentials is close to float32's overflow (3.4e38).
-_HUGE = 1e30
+#: `masked_log_ratio` uses a row's sum of exponentials as it is between these bounds,
+#: and shifts it by a row max outside them. Inside, float32 keeps full precision
+#: (entries that flush to zero, below 1.2e-38, are each under 1e-18 of the sum), the
+#: logs stay below 47 in size, and `upstream / sum` in the gradient cannot overflow.
+_TINY = 1e-20
+_HUGE = 1e20
 
 
 def masked_log_ratio(values, numerator, denominator=None, axis=-1, scale=1.0):
@@ -142,24 +142,29 @@ def masked_log_ratio(values, numerator, denominator=None, axis=-1, scale=1.0):
     the softmax mass (over the denominator) that falls on the numerator: the soft
     nearest neighbour loss.
 
-    One exponential over the matrix serves both sums. It is taken unshifted where that
-    is exact, which is the ordinary batch: every row's denominator sum between `1e-30`
-    and `1e30` (nothing overflowed; what underflowed is below 1e-8 of its sum).
-    Otherwise the exponentials are shifted by each row's max, as in a log-sum-exp. The
-    numerator reuses them. Where that leaves a row's numerator sum below `1e-30` (its
-    entries far below the row's max, e.g. at a small temperature), the numerator is
-    recomputed with its own max, so the result stays exact where a single exponential
-    would give `log(0)`. Which rows have a numerator at all is only looked up (an `any`
-    over the mask) when some numerator sum is below `1e-30`. Each fallback is a `cond`
-    over the whole batch, so ordinary batches pay for none of them.
+    One exponential over the matrix serves both sums. It is taken unshifted where every
+    row's denominator sum lies between `1e-20` and `1e20`: nothing overflowed, and what
+    underflowed does not count. Otherwise the exponentials are shifted by each row's
+    max, as in a log-sum-exp. The numerator reuses them. Where a row's numerator sum is
+    below `1e-20` (its entries far below the rest of the row, e.g. at a small
+    temperature), the numerator is recomputed with its own max, so the result stays
+    accurate where a single exponential would give `log(0)`. Which rows have a
+    numerator at all is only looked up (an `any` over the mask) when some numerator sum
+    is below `1e-20`, such as a row without one. Each fallback is a `cond` over the
+    whole batch: a batch in which every row has a numerator and no sum leaves the
+    bounds pays for none of them. In every branch the result is float32-accurate: its
+    error is a few units of rounding of the two log-sums.
 
     The gradient is written by hand, `s * upstream * (softmax_den - softmax_num)`, from
     the exponentials the forward pass holds. A number `scale` is applied there to the
     row factors, a pass less over the matrix than scaling `values` first; a tensor
     `scale` (a learnable temperature) multiplies `values` before, so that its own
-    gradient flows.
+    gradient flows. Computed in float32 (lower-precision values are cast up: the bounds
+    do not exist in float16).
     """
     values = ops.convert_to_tensor(values)
+    if keras.backend.standardize_dtype(values.dtype) in ("float16", "bfloat16"):
+        values = ops.cast(values, "float32")
     if not isinstance(scale, (int, float)):
         values, scale = values * scale, 1.0
     num = _as_bool(numerator)

@@ -346,16 +346,21 @@ def _log_ratio_reference(values, num, den, weights):
     return expected, expected_grad, d_scale
 
 
-# Which path each case takes: "unshifted" (every row has a numerator, plain sums in
-# range), "no-numerator" (a row without one: the `any` lookup), "underflow" and
-# "overflow" (the plain denominator sums leave [1e-30, 1e30]: shifted by the row max),
-# "own-shift" (a numerator hundreds below its row max after that shift).
+# Which path each case takes (checked on the inputs below): "unshifted" (every row has
+# a numerator, every plain sum within the bounds), "no-numerator" (a row without one:
+# the `any` lookup), "underflow" and "overflow" (every plain denominator sum outside
+# the bounds: shifted by the row max), "mixed" (one row outside: the whole batch
+# shifted), "own-shift" (after that shift, a numerator hundreds below its row max),
+# "low-numerator" (plain sums within the bounds, but one row's numerator 100 below
+# the rest of its row: its own shift without the row-max one).
 _LOG_RATIO_CASES = {
     "unshifted": (1.0, 0.0, False),
     "no-numerator": (1.0, 0.0, True),
     "underflow": (1.0, -500.0, True),
     "overflow": (1.0, 500.0, False),
+    "mixed": (1.0, 0.0, False),
     "own-shift": (400.0, 0.0, True),
+    "low-numerator": (1.0, 0.0, False),
 }
 
 
@@ -372,16 +377,32 @@ def test_masked_log_ratio_value_and_gradient_match_numpy(case):
     den[2] = True
     num[2] = False
     num[2, int(np.argmin(values[2]))] = True  # the row's smallest value alone on top
+    if case == "mixed":
+        values[4] += 500.0
+    if case == "low-numerator":
+        num[3] = False
+        num[3, 0] = True
+        values[3, 0] = -100.0
     weights = rng.uniform(0.5, 2.0, size=6).astype("float32")
     expected, expected_grad, _ = _log_ratio_reference(values, num, den, weights)
 
-    plain = np.where(den, np.exp(values.astype("float64")), 0.0).sum(1)
-    if case == "underflow":
-        assert plain.max() < 1e-30
-    if case == "overflow":
-        assert plain.min() > 1e30
+    exps = np.exp(values.astype("float64"))
+    plain, plain_num = np.where(den, exps, 0.0).sum(1), np.where(num, exps, 0.0).sum(1)
+    inside = (plain >= _masking._TINY) & (plain <= _masking._HUGE)
+    if case in ("underflow", "overflow"):
+        assert not inside.any()
+    elif case == "mixed":
+        assert np.array_equal(inside, np.arange(6) != 4)
+    elif case == "own-shift":
+        assert not inside.all()
+    else:
+        assert inside.all()
+    if case in ("unshifted", "mixed"):
+        assert plain_num.min() >= _masking._TINY
     if case == "own-shift":
         assert expected[2] > 100.0  # the numerator's own shift was needed
+    if case == "low-numerator":
+        assert plain_num[3] < _masking._TINY and expected[3] > 90.0
     value, (grad,) = value_and_grad(
         lambda v: _masking.masked_log_ratio(v, num, den, axis=1) * ops.convert_to_tensor(weights),
         values,
@@ -390,6 +411,18 @@ def test_masked_log_ratio_value_and_gradient_match_numpy(case):
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
     if empty_row:
         assert value[1] == 0.0 and np.all(grad[1] == 0.0)
+
+
+def test_masked_log_ratio_computes_float16_in_float32():
+    # float16 has no room for the bounds (1e20 is inf there): the values are cast up.
+    values = np.array([[-20.0, -21.0, -22.0], [12.0, 11.5, 10.0]], "float16")
+    num = np.array([[False, True, False], [True, False, True]])
+    expected, _, _ = _log_ratio_reference(
+        values.astype("float32"), num, np.ones((2, 3), bool), [1, 1]
+    )
+    got = _np(_masking.masked_log_ratio(values, num))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
 def test_masked_log_ratio_scale_number_and_tensor():
