@@ -82,11 +82,17 @@ def _read_reply(stream, what: str) -> dict:
 class Worker:
     """A long-lived worker process of one library."""
 
-    def __init__(self, side: str, log_dir: Path):
+    def __init__(self, side: str, log_dir: Path, library_path: str | None = None):
+        """`library_path`: import the library from this checkout instead (a tfcontrast
+        worker of another commit, e.g. a `git worktree`)."""
         self.side = side
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"{side}.stderr.log"
+        name = side if library_path is None else f"{side}-{Path(library_path).name}"
+        self.log_path = log_dir / f"{name}.stderr.log"
         self._log = open(self.log_path, "w")
+        env = _env(side)
+        if library_path is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(library_path), env.get("PYTHONPATH", "")])
         self.proc = subprocess.Popen(
             [PYTHONS[side], str(SCRIPTS[side])],
             stdin=subprocess.PIPE,
@@ -94,7 +100,7 @@ class Worker:
             stderr=self._log,
             text=True,
             cwd=str(PEERS),
-            env=_env(side),
+            env=env,
         )
         ready = _read_reply(self.proc.stdout, side)
         self.info = ready["info"]
@@ -256,10 +262,10 @@ def select_rows(parser, rows: list[dict], only: str | None) -> list[dict]:
     return chosen
 
 
-def default_out(name: str, quick: bool) -> Path:
-    """Full runs write `benchmarks/results/NAME.json`; quick runs a scratch file, so a
-    smoke test never overwrites the published numbers."""
-    if quick:
+def default_out(name: str, scratch: bool) -> Path:
+    """Full runs write `benchmarks/results/NAME.json`; quick and partial runs
+    (`scratch`) a scratch file, so that they never overwrite the published numbers."""
+    if scratch:
         return Path(os.environ.get("TMPDIR", "/tmp")) / "tfcontrast-bench" / f"{name}.quick.json"
     return RESULTS / f"{name}.json"
 

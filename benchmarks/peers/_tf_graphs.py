@@ -38,10 +38,40 @@ def exporter(step, *args):
     return graph
 
 
-def load(entry: dict, specs: list):
-    """A callable running the exported graph `entry` on tensors matching `specs`."""
+def _rename_functions(graph_def, prefix: str) -> None:
+    """Prefixes the names of the graph's library functions (`cond` branches and the
+    like) and every reference to them, so that graphs traced in different processes,
+    whose generated names may coincide, can be imported into one."""
+    mapping = {f.signature.name: f"{prefix}_{f.signature.name}" for f in graph_def.library.function}
+    if not mapping:
+        return
+
+    def fix(nodes):
+        for node in nodes:
+            node.op = mapping.get(node.op, node.op)
+            for value in node.attr.values():
+                kind = value.WhichOneof("value")
+                if kind == "func":
+                    value.func.name = mapping.get(value.func.name, value.func.name)
+                elif kind == "list":
+                    for func in value.list.func:
+                        func.name = mapping.get(func.name, func.name)
+
+    fix(graph_def.node)
+    for function in graph_def.library.function:
+        function.signature.name = mapping[function.signature.name]
+        fix(function.node_def)
+    for gradient in graph_def.library.gradient:
+        gradient.function_name = mapping.get(gradient.function_name, gradient.function_name)
+        gradient.gradient_func = mapping.get(gradient.gradient_func, gradient.gradient_func)
+
+
+def load(entry: dict, specs: list, prefix: str):
+    """A callable running the exported graph `entry` on tensors matching `specs`; its
+    library functions are renamed with `prefix` (one per imported graph)."""
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString(base64.b64decode(entry["graph_def"]))
+    _rename_functions(graph_def, prefix)
 
     def imported(*tensors):
         return tf.graph_util.import_graph_def(

@@ -7,6 +7,7 @@ reduction included) and `tf.GradientTape.gradient` with respect to the embedding
 from __future__ import annotations
 
 import os
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -114,6 +115,24 @@ CASES = {
     "negative_cosine": _views(lambda: losses.NegativeCosineSimilarity()),
 }
 
+
+def _git(path: str, *args: str) -> str:
+    try:
+        run = subprocess.run(["git", "-C", path, *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return run.stdout.strip() if run.returncode == 0 else ""
+
+
+def _checkout() -> dict:
+    """Where the imported tfcontrast lives, its git commit (None outside a repo) and
+    whether its library files differ from that commit."""
+    path = os.path.dirname(os.path.dirname(os.path.abspath(tfcontrast.__file__)))
+    commit = _git(path, "rev-parse", "HEAD") or None
+    changed = bool(commit and _git(path, "status", "--porcelain", "--", "tfcontrast"))
+    return {"checkout": path, "commit": commit, "library_modified": changed}
+
+
 if __name__ == "__main__":
     serve(
         CASES,
@@ -122,5 +141,6 @@ if __name__ == "__main__":
             "tfcontrast": getattr(tfcontrast, "__version__", "?"),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
+            **_checkout(),
         },
     )
