@@ -49,6 +49,21 @@ OURS = "tfcontrast"
 LABELS = {**C.LABELS, "baseline": "baseline"}
 
 
+def _baseline_worker(checkout: Path) -> C.Worker:
+    """A tfcontrast worker importing the library from `checkout` (its root, holding
+    `tfcontrast/`). A wrong path would silently import our own copy instead, so the
+    worker's reported checkout must be `checkout`."""
+    checkout = Path(checkout).resolve()
+    if not (checkout / "tfcontrast" / "__init__.py").is_file():
+        raise SystemExit(f"--baseline {checkout}: no tfcontrast/__init__.py there")
+    worker = C.Worker(OURS, C.LOG_DIR, library_path=str(checkout))
+    reported = worker.info.get("checkout")
+    if reported is None or Path(reported).resolve() != checkout:
+        worker.close()
+        raise SystemExit(f"--baseline {checkout}: the worker imported tfcontrast from {reported}")
+    return worker
+
+
 def export_graphs(rows, configs, baseline=None, log=print) -> tuple[list[dict], dict]:
     """One job per (row, batch, dim) with each side's exported step graph, and the
     workers' infos. `baseline`: a checkout whose tfcontrast exports a third graph."""
@@ -59,7 +74,7 @@ def export_graphs(rows, configs, baseline=None, log=print) -> tuple[list[dict], 
             raise SystemExit(f"bench_loss_graphs: needs both sides; missing {missing}")
         cases = {side: side for side in SIDES}
         if baseline is not None:
-            workers["baseline"] = C.Worker(OURS, C.LOG_DIR, library_path=baseline)
+            workers["baseline"] = _baseline_worker(baseline)
             cases["baseline"] = OURS
         infos = {side: w.info for side, w in workers.items()}
         versions = {side: info.get("tensorflow") for side, info in infos.items()}
@@ -141,7 +156,7 @@ def markdown(payload: dict) -> str:
     ]
     for r in payload["results"]:
         if "error" in r:
-            lines.append(f"| {r['name']} | {r['batch']} | error: {r['error'][:60]} |||||")
+            lines.append(f"| {r['name']} | {r['batch']} | error: {r['error'][:60]} ||||||")
             continue
         for side, a in r["against"].items():
             per_process = " / ".join(f"{q:.2f}" for q in a["process_ratios"])
@@ -189,6 +204,8 @@ def main(argv=None) -> int:
     args = C.parse_table_args(parser, argv, markdown)
     if args is None:  # --from-json: the table was printed
         return 0
+    if not 0.0 <= args.lone < 1.0:
+        parser.error(f"--lone must be in [0, 1): a fraction of the anchors; got {args.lone}")
     rows = C.select_rows(parser, ROWS, args.only)
     batches = args.batches or ([128] if args.quick else [256, 1024])
     processes, cycles = (1, 6) if args.quick else (args.processes, args.cycles)

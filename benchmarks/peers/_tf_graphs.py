@@ -68,7 +68,8 @@ def _rename_functions(graph_def, prefix: str) -> None:
 
 def load(entry: dict, specs: list, prefix: str):
     """A callable running the exported graph `entry` on tensors matching `specs`; its
-    library functions are renamed with `prefix` (one per imported graph)."""
+    library functions are renamed with `prefix`. One prefix per side serves all of that
+    side's graphs: names generated in one process do not repeat."""
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString(base64.b64decode(entry["graph_def"]))
     _rename_functions(graph_def, prefix)

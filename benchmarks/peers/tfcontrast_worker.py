@@ -128,7 +128,11 @@ def _checkout() -> dict:
     """Where the imported tfcontrast lives, its git commit (None outside a repo) and
     whether its library files differ from that commit."""
     path = os.path.dirname(os.path.dirname(os.path.abspath(tfcontrast.__file__)))
-    commit = _git(path, "rev-parse", "HEAD") or None
+    # An installed copy inside some other repository (a venv in a checkout) has no commit.
+    top = _git(path, "rev-parse", "--show-toplevel")
+    commit = (
+        (_git(path, "rev-parse", "HEAD") or None) if top and os.path.samefile(top, path) else None
+    )
     changed = bool(commit and _git(path, "status", "--porcelain", "--", "tfcontrast"))
     return {"checkout": path, "commit": commit, "library_modified": changed}
 

@@ -299,8 +299,8 @@ class SoftNearestNeighborLoss(MetricLoss):
 
     computed as `log sum_{k != i} - log sum_{positives}` from one exponential of the
     matrix (no `eps` inside the log), shifted by each row's max where the plain sums
-    would over- or underflow. Where the positives of a row are so far from the anchor
-    that their sum underflows (small temperatures), they are summed again with their own
+    would over- or underflow. Where the positives of a row lie so far below its largest
+    term that their sum underflows (small temperatures), they are summed again with their own
     shift, so the value and gradient stay accurate
     (`tfcontrast._masking.masked_log_ratio`). An anchor without a positive contributes
     0; one without a negative gets 0 by construction.
