@@ -106,18 +106,17 @@ class Worker:
         self.info = ready["info"]
         self.cases = set(ready["cases"])
 
-    def time(self, case: str, batch: int, dim: int, **timing) -> dict:
-        request = {"cmd": "time", "case": case, "batch": batch, "dim": dim, **timing}
+    def _ask(self, request: dict) -> dict:
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         return _read_reply(self.proc.stdout, self.side)
 
+    def time(self, case: str, batch: int, dim: int, **timing) -> dict:
+        return self._ask({"cmd": "time", "case": case, "batch": batch, "dim": dim, **timing})
+
     def graph(self, case: str, batch: int, dim: int) -> dict:
         """The case's traced step as an exported graph (`peers/_tf_graphs.py`)."""
-        request = {"cmd": "graph", "case": case, "batch": batch, "dim": dim}
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        return _read_reply(self.proc.stdout, self.side)
+        return self._ask({"cmd": "graph", "case": case, "batch": batch, "dim": dim})
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -153,6 +152,17 @@ def command_line() -> str:
 
 def load_average() -> float:
     return os.getloadavg()[0]
+
+
+def run_header(benchmark: str, infos: dict) -> dict:
+    """The first keys of a worker benchmark's JSON: what it measures, the command that
+    ran it, the machine and each worker's library versions."""
+    return {
+        "benchmark": benchmark,
+        "command": command_line(),
+        "machine": machine_info(),
+        "libraries": infos,
+    }
 
 
 def machine_info() -> dict:

@@ -227,11 +227,11 @@ def main(argv=None) -> int:
         summarize(job["key"], per_job[json.dumps(job["key"], sort_keys=True)]) for job in jobs
     ]
     payload = {
-        "benchmark": "supervised metric losses, forward+backward graphs in one process, "
-        "tfcontrast vs TF Similarity",
-        "command": C.command_line(),
-        "machine": C.machine_info(),
-        "libraries": infos,
+        **C.run_header(
+            "supervised metric losses, forward+backward graphs in one process, "
+            "tfcontrast vs TF Similarity",
+            infos,
+        ),
         "settings": {
             "batches": batches,
             "dim": args.dim,

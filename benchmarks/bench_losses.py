@@ -189,10 +189,10 @@ def main(argv=None) -> int:
                 print(f"  {row['name']:<34} {C.LABELS[side]:<14} +{shown} MiB")
 
     payload = {
-        "benchmark": "supervised metric losses, forward+backward, tfcontrast vs TF Similarity",
-        "command": C.command_line(),
-        "machine": C.machine_info(),
-        "libraries": infos,
+        **C.run_header(
+            "supervised metric losses, forward+backward, tfcontrast vs TF Similarity",
+            infos,
+        ),
         "settings": {
             "batches": batches,
             "dim": args.dim,

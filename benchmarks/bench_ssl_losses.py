@@ -159,11 +159,10 @@ def main(argv=None) -> int:
     ]
 
     payload = {
-        "benchmark": "self-supervised losses, forward+backward, tfcontrast vs TF Similarity "
-        "and lightly",
-        "command": C.command_line(),
-        "machine": C.machine_info(),
-        "libraries": infos,
+        **C.run_header(
+            "self-supervised losses, forward+backward, tfcontrast vs TF Similarity and lightly",
+            infos,
+        ),
         "settings": {
             "batches": batches,
             "dims": dims,
