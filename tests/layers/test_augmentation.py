@@ -6,6 +6,7 @@ import tensorflow as tf
 from tfcontrast.layers import (
     ColorJitter,
     GaussianBlur,
+    RandomAffine,
     RandomGaussianNoise,
     RandomGrayscale,
     RandomResizedCrop,
@@ -14,6 +15,7 @@ from tfcontrast.layers import (
     byol_augmentation,
     cifar_augmentation,
     digits_augmentation,
+    glyph_augmentation,
     multi_crop_augmentation,
     simclr_augmentation,
     weak_strong_augmentation,
@@ -35,10 +37,11 @@ def _all_layers(seed=0):
         GaussianBlur(5, (0.1, 2.0), p=0.5, seed=seed),
         Solarize(0.5, p=0.5, seed=seed),
         RandomGaussianNoise(0.1, p=0.5, seed=seed),
+        RandomAffine(15, 10, (0.8, 1.2), 0.1, p=0.8, seed=seed),
     ]
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_shape_dtype_range_and_determinism(images, index):
     layer = _all_layers(seed=3)[index]
     out = np.asarray(layer(images))
@@ -291,11 +294,152 @@ def test_bad_arguments(build, match):
 
 
 def test_bad_inputs():
-    gray = np.zeros((2, 8, 8, 1), "float32")
-    with pytest.raises(ValueError, match="`saturation`"):
-        ColorJitter()(gray)
     with pytest.raises(ValueError, match="`images`"):
         Solarize()(np.zeros((2, 3), "float32"))
-    # Grayscale images work with the colour-free settings.
-    out = ColorJitter(0.4, 0.4, 0.0, 0.0, p=1.0, seed=0)(gray + 0.5)
-    assert tuple(out.shape) == (2, 8, 8, 1)
+    with pytest.raises(ValueError, match="`saturation`"):
+        ColorJitter()(np.zeros((2, 8, 8, 2), "float32"))
+    # Two channels work with the colour-free settings.
+    out = ColorJitter(0.4, 0.4, 0.0, 0.0, p=1.0, seed=0)(np.full((2, 8, 8, 2), 0.5, "float32"))
+    assert tuple(out.shape) == (2, 8, 8, 2)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_colour_steps_are_skipped_on_grayscale(rng, fused):
+    gray = rng.uniform(0.0, 1.0, size=(16, 8, 8, 1)).astype("float32")
+    full = ColorJitter(0.4, 0.4, 0.8, 0.2, p=1.0, grayscale=0.5, fused=fused, seed=7)
+    plain = ColorJitter(0.4, 0.4, 0.0, 0.0, p=1.0, fused=fused, seed=7)
+    out = np.asarray(full(gray))
+    assert out.shape == gray.shape and not np.allclose(out, gray)
+    # Saturation, hue and grayscale draw nothing on gray images: brightness and contrast
+    # alone, with the same random factors.
+    np.testing.assert_allclose(out, np.asarray(plain(gray)), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", aug_lib.preset_names())
+def test_every_preset_runs_on_grayscale_and_rgb(rng, name):
+    for channels in (1, 3):
+        x = rng.uniform(0.0, 1.0, size=(4, 16, 16, channels)).astype("float32")
+        layer = aug_lib.preset(name, x.shape[1:], seed=0)
+        out = np.asarray(layer(x, training=True))
+        assert out.shape == x.shape and out.min() >= 0.0 and out.max() <= 1.0
+        assert np.allclose(out, x) == (name == "none"), name
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: byol_augmentation(16, seed=0),
+        lambda: weak_strong_augmentation(16, seed=0),
+        lambda: multi_crop_augmentation(16, 8, num_local=1, seed=0),
+        lambda: ViewAugmenter(simclr_augmentation(16, seed=0)),
+    ],
+)
+def test_view_presets_run_on_grayscale(rng, make):
+    gray = rng.uniform(0.0, 1.0, size=(4, 16, 16, 1)).astype("float32")
+    out = make()(gray)
+    for view in out if isinstance(out, tuple) else [out]:
+        assert view.shape[-1] == 1
+
+
+def test_auto_preset_choice(rng):
+    assert aug_lib.choose_preset((28, 28, 1))[0] == "glyphs"
+    assert aug_lib.choose_preset((32, 32, 3))[0] == "small_natural"
+    assert aug_lib.choose_preset((224, 224, 3))[0] == "natural"
+    assert aug_lib.choose_preset((128, 128, 1))[0] == "natural"
+    # Gray images stored as RGB (e.g. PNG digits read with 3 channels) are glyphs too.
+    gray = np.repeat(rng.uniform(0.0, 1.0, size=(10, 16, 16, 1)), 3, axis=-1)
+    name, reason = aug_lib.choose_preset(gray.shape[1:], sample=gray)
+    assert name == "glyphs" and "gray 3-channel" in reason and "16x16" in reason
+    colour = rng.uniform(0.0, 1.0, size=(10, 16, 16, 3))
+    assert aug_lib.choose_preset(colour.shape[1:], sample=colour)[0] == "small_natural"
+    with pytest.raises(ValueError, match="augmentation preset 'bogus'"):
+        aug_lib.preset("bogus", (8, 8, 1))
+
+
+class _FixedAffine(RandomAffine):
+    """Every random draw at the top of its range: a known transform."""
+
+    def _uniform(self, batch, low=0.0, high=1.0, extra=()):
+        return keras.ops.full((batch, *extra), high)
+
+
+def _numpy_affine(image, degrees, shear_degrees, zoom, shift):
+    """Bilinear resampling with edge repetition of the forward map
+    out = R(degrees) Shear(shear) zoom (in - c) + c + shift * (W, H), on (H, W, C)."""
+    h, w, _ = image.shape
+    t = np.deg2rad(degrees)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    shear = np.array([[1.0, np.tan(np.deg2rad(shear_degrees))], [0.0, 1.0]])
+    forward = rot @ shear * zoom
+    inverse = np.linalg.inv(forward)
+    centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    out = np.zeros_like(image)
+    for row in range(h):
+        for col in range(w):
+            x, y = inverse @ (np.array([col, row]) - centre - shift * np.array([w, h])) + centre
+            x0, y0 = int(np.floor(x)), int(np.floor(y))
+            fx, fy = x - x0, y - y0
+            value = 0.0
+            for dy, wy in ((0, 1 - fy), (1, fy)):
+                for dx, wx in ((0, 1 - fx), (1, fx)):
+                    yy, xx = min(max(y0 + dy, 0), h - 1), min(max(x0 + dx, 0), w - 1)
+                    value = value + wy * wx * image[yy, xx]
+            out[row, col] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    "degrees, shear, zoom, shift",
+    [(90.0, 0.0, 1.0, 0.0), (12.0, 8.0, 1.15, 0.1), (0.0, 0.0, 0.8, 0.05), (20.0, 15.0, 1.0, 0.0)],
+)
+def test_affine_matches_numpy_reference(rng, degrees, shear, zoom, shift):
+    image = rng.uniform(0.0, 1.0, size=(1, 11, 11, 1)).astype("float32")
+    # The drawn values are the tops of the ranges: rotation `degrees`, shear `shear`...
+    layer = _FixedAffine(degrees, shear, (zoom, zoom), shift)
+    out = np.asarray(layer(image))[0]
+    expected = np.clip(_numpy_affine(image[0], degrees, shear, zoom, shift), 0.0, 1.0)
+    np.testing.assert_allclose(out, expected, atol=2e-5)
+    if degrees == 90.0:
+        # A quarter turn of a square image about its centre is a pixel permutation.
+        np.testing.assert_allclose(out[..., 0], np.rot90(image[0, ..., 0], k=-1), atol=1e-5)
+
+
+def test_affine_identity_settings_and_probability(images):
+    np.testing.assert_allclose(
+        np.asarray(RandomAffine(0, 0, (1, 1), 0, seed=0)(images)), images, atol=1e-6
+    )
+    np.testing.assert_allclose(np.asarray(RandomAffine(p=0.0, seed=0)(images)), images, atol=1e-6)
+    out = np.asarray(RandomAffine(30, 0, (1, 1), 0, p=0.5, seed=1)(np.repeat(images, 8, axis=0)))
+    changed = np.abs(out - np.repeat(images, 8, axis=0)).max(axis=(1, 2, 3)) > 1e-4
+    assert 0 < changed.sum() < len(changed)  # some images transformed, some not
+
+
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: RandomAffine(rotation=-1), "`rotation`"),
+        (lambda: RandomAffine(shear=80), "`shear`"),
+        (lambda: RandomAffine(scale=(0.0, 1.0)), "`scale`"),
+        (lambda: RandomAffine(translate=0.7), "`translate`"),
+        (lambda: RandomAffine(fill_mode="mirror"), "`fill_mode`"),
+    ],
+)
+def test_affine_bad_arguments(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_glyph_preset_keeps_glyphs_recognisable():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype("float32")[..., None]
+    y = digits.target
+    augmented = np.asarray(glyph_augmentation(seed=0)(x[1000:]))
+    assert augmented.shape == x[1000:].shape
+    assert np.mean(np.abs(augmented - x[1000:])) > 0.02  # it does augment
+    ref, query = x[:1000].reshape(1000, -1), augmented.reshape(len(augmented), -1)
+    d = ((query[:, None] - ref[None]) ** 2).sum(-1)
+    accuracy = np.mean(y[:1000][np.argmin(d, axis=1)] == y[1000:])
+    clean = ((x[1000:].reshape(len(query), -1)[:, None] - ref[None]) ** 2).sum(-1)
+    assert accuracy > 0.75, (accuracy, np.mean(y[:1000][np.argmin(clean, axis=1)] == y[1000:]))

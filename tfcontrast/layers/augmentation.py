@@ -366,7 +366,9 @@ class ColorJitter(_ImageAugmentation):
 
     SimCLR's colour distortion of strength `s` is
     `ColorJitter(0.8 s, 0.8 s, 0.8 s, 0.2 s, p=0.8, grayscale=0.2)`.
-    Saturation, hue and grayscale need RGB images; set them to 0 for grayscale images.
+    Saturation, hue and grayscale act on RGB images only: on 1-channel images they are
+    skipped (no-ops by design) and brightness and contrast still apply, so the colour
+    presets also run on grayscale data. Other channel counts need them set to 0.
 
     Args:
         brightness: maximum relative brightness change (>= 0).
@@ -419,23 +421,31 @@ class ColorJitter(_ImageAugmentation):
     def _factor(self, batch, amount):
         return self._uniform(batch, max(0.0, 1.0 - amount), 1.0 + amount)
 
-    def _check_channels(self, channels):
-        if channels != 3:
+    def _colour_ops(self, channels):
+        """Whether the colour steps (saturation, hue, grayscale) apply to `channels`.
+
+        They need RGB; on 1-channel images they are skipped by design (a gray image has no
+        saturation or hue to change), so one layer serves both kinds of data.
+        """
+        if channels == 3:
+            return True
+        if channels != 1:
             for name in ("saturation", "hue", "grayscale"):
                 if getattr(self, name) > 0:
                     raise ValueError(
-                        f"ColorJitter: `{name}` needs RGB images (3 channels); received "
-                        f"{channels} channel(s). Set {name}=0 for grayscale images."
+                        f"ColorJitter: `{name}` needs RGB (3 channels) or grayscale (1 channel) "
+                        f"images; received {channels} channels. Set {name}=0 for such images."
                     )
+        return False
 
     def augment(self, images):
         channels = images.shape[-1]
-        self._check_channels(channels)
+        colour = self._colour_ops(channels)
         if self.fused:
-            return self._augment_fused(images, channels)
-        return self._augment_steps(images, channels)
+            return self._augment_fused(images, channels, colour)
+        return self._augment_steps(images, channels, colour)
 
-    def _augment_fused(self, images, channels):
+    def _augment_fused(self, images, channels, colour=True):
         batch = ops.shape(images)[0]
         c = channels
         eye = ops.eye(c, dtype="float32")
@@ -453,12 +463,12 @@ class ColorJitter(_ImageAugmentation):
             m = ops.sum(current * luma, axis=-1, keepdims=True)  # (B, 1)
             k = self._factor(batch, self.contrast)[:, None]
             mat, offset = mat * k[:, :, None], offset * k + (1.0 - k) * m
-        if self.saturation > 0:
+        if colour and self.saturation > 0:
             s = self._factor(batch, self.saturation)[:, None, None]
             gray = ops.broadcast_to(luma, (c, c))
             sat = s * eye + (1.0 - s) * gray
             mat, offset = ops.matmul(sat, mat), ops.einsum("bij,bj->bi", sat, offset)
-        if self.hue > 0:
+        if colour and self.hue > 0:
             theta = 2.0 * math.pi * self._uniform(batch, -self.hue, self.hue)
             cos, sin = ops.cos(theta), ops.sin(theta)
             one, zero = ops.ones_like(cos), ops.zeros_like(cos)
@@ -478,7 +488,7 @@ class ColorJitter(_ImageAugmentation):
             apply = ops.cast(self._uniform(batch) < self.p, "float32")
             mat = eye + apply[:, None, None] * (mat - eye)
             offset = offset * apply[:, None]
-        if self.grayscale > 0:
+        if colour and self.grayscale > 0:
             gray = ops.broadcast_to(luma, (c, c))
             g = ops.cast(self._uniform(batch) < self.grayscale, "float32")[:, None, None]
             to_gray = eye + g * (gray - eye)
@@ -493,7 +503,7 @@ class ColorJitter(_ImageAugmentation):
         out = ops.reshape(out, (-1, h, w * c)) + ops.tile(offset[:, None, :], (1, 1, w))
         return ops.reshape(ops.clip(out, 0.0, 1.0), (-1, h, w, c))
 
-    def _augment_steps(self, images, channels):
+    def _augment_steps(self, images, channels, colour=True):
         batch = ops.shape(images)[0]
         x = images
 
@@ -506,10 +516,10 @@ class ColorJitter(_ImageAugmentation):
             gray = _grayscale(x) if channels == 3 else x
             mean = ops.mean(gray, axis=(1, 2, 3), keepdims=True)
             x = ops.clip(mean + factor(self.contrast) * (x - mean), 0.0, 1.0)
-        if self.saturation > 0:
+        if colour and self.saturation > 0:
             gray = _grayscale(x)
             x = ops.clip(gray + factor(self.saturation) * (x - gray), 0.0, 1.0)
-        if self.hue > 0:
+        if colour and self.hue > 0:
             hsv = ops.image.rgb_to_hsv(x)
             delta = ops.reshape(self._uniform(batch, -self.hue, self.hue), (-1, 1, 1))
             h = hsv[..., 0] + delta
@@ -517,7 +527,7 @@ class ColorJitter(_ImageAugmentation):
             x = ops.image.hsv_to_rgb(ops.concatenate([h[..., None], hsv[..., 1:]], axis=-1))
             x = ops.clip(x, 0.0, 1.0)
         x = self._apply_with_probability(images, x)
-        if self.grayscale > 0:
+        if colour and self.grayscale > 0:
             g = ops.cast(self._uniform(batch) < self.grayscale, "float32")
             x = x + ops.reshape(g, (-1, 1, 1, 1)) * (_grayscale(x) - x)
         return x
@@ -703,6 +713,123 @@ class RandomGaussianNoise(_ImageAugmentation):
     def get_config(self):
         config = super().get_config()
         config["stddev"] = self.stddev
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RandomAffine(_ImageAugmentation):
+    """Rotates, shears, scales and shifts each image by its own small random affine map.
+
+    Per image, with probability `p`: a rotation `r ~ U(-rotation, rotation)` degrees, a
+    horizontal shear of `~ U(-shear, shear)` degrees, an isotropic zoom
+    `z ~ U(scale)` (> 1 enlarges) and a shift of `~ U(-translate, translate)` times the
+    image side, all about the image centre, resampled bilinearly in one pass at the input
+    size. Uncovered pixels repeat the nearest edge pixel (`fill_mode="nearest"`), which is
+    the background for glyphs on a plain ground, light or dark; `"constant"` fills with
+    `fill_value`.
+
+    These are the geometric changes a glyph survives (a slanted, larger or off-centre 4
+    is still a 4), the augmentation of the classic MNIST and character-recognition
+    recipes; unlike `RandomResizedCrop` it also zooms out and never crops a stroke away
+    at the scales given.
+
+    Args:
+        rotation: maximum rotation in degrees (>= 0).
+        shear: maximum shear angle in degrees, in [0, 60].
+        scale: zoom range `(min, max)`, `0 < min <= max`.
+        translate: maximum shift as a fraction of the height and width, in [0, 0.5].
+        p: probability of transforming each image.
+        fill_mode: `"nearest"`, `"constant"`, `"reflect"` or `"wrap"`.
+        fill_value: the value of `"constant"` filling, in [0, 1].
+        seed: integer seed.
+
+    Example:
+
+    ```python
+    affine = tfcontrast.layers.RandomAffine(rotation=10, shear=10, scale=(0.85, 1.1),
+                                            translate=0.1, seed=0)
+    out = affine(digits)  # same shape, each digit slightly moved
+    ```
+    """
+
+    _FILL_MODES = ("nearest", "constant", "reflect", "wrap")
+
+    def __init__(
+        self,
+        rotation: float = 10.0,
+        shear: float = 10.0,
+        scale=(0.9, 1.1),
+        translate: float = 0.1,
+        p: float = 1.0,
+        fill_mode: str = "nearest",
+        fill_value: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(p=p, seed=seed, **kwargs)
+        owner = "RandomAffine"
+        self.rotation = _check_range("rotation", (0.0, rotation), owner, 0.0)[1]
+        self.shear = _check_range("shear", (0.0, shear), owner, 0.0, 60.0)[1]
+        self.scale = _check_range("scale", scale, owner, 0.0)
+        if self.scale[0] <= 0.0:
+            raise ValueError(f"{owner}: `scale` must have min > 0; received scale={scale!r}.")
+        self.translate = _check_range("translate", (0.0, translate), owner, 0.0, 0.5)[1]
+        if fill_mode not in self._FILL_MODES:
+            raise ValueError(
+                f"{owner}: `fill_mode` must be one of {self._FILL_MODES}; received "
+                f"fill_mode={fill_mode!r}."
+            )
+        self.fill_mode = fill_mode
+        self.fill_value = _check_probability("fill_value", fill_value, owner)
+
+    def _inverse_maps(self, batch, h, w):
+        """Per image, the map from output to input pixel indices: 8 projective coefficients."""
+        apply = 1.0
+        if self.p < 1.0:
+            apply = ops.cast(self._uniform(batch) < self.p, "float32")
+        degrees = math.pi / 180.0
+        theta = self._uniform(batch, -self.rotation, self.rotation) * degrees * apply
+        shear = ops.tan(self._uniform(batch, -self.shear, self.shear) * degrees) * apply
+        zoom = 1.0 + (self._uniform(batch, self.scale[0], self.scale[1]) - 1.0) * apply
+        tx = self._uniform(batch, -self.translate, self.translate) * w * apply
+        ty = self._uniform(batch, -self.translate, self.translate) * h * apply
+        # Forward map about the centre c: out = R(theta) Shear(shear) zoom (in - c) + c + t.
+        # Its inverse, in = M (out - c - t) + c with M = zoom^-1 Shear(-shear) R(-theta).
+        cos, sin = ops.cos(theta) / zoom, ops.sin(theta) / zoom
+        m00, m01 = cos + shear * sin, sin - shear * cos
+        m10, m11 = -sin, cos
+        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+        a2 = cx - m00 * (cx + tx) - m01 * (cy + ty)
+        b2 = cy - m10 * (cx + tx) - m11 * (cy + ty)
+        zeros = ops.zeros_like(theta)
+        return ops.stack([m00, m01, a2, m10, m11, b2, zeros, zeros], axis=1)
+
+    def augment(self, images):
+        h, w = images.shape[1], images.shape[2]
+        if h is None or w is None:
+            raise ValueError("RandomAffine: `images` need a static height and width.")
+        transform = self._inverse_maps(ops.shape(images)[0], h, w)
+        out = ops.image.affine_transform(
+            images,
+            transform,
+            interpolation="bilinear",
+            fill_mode=self.fill_mode,
+            fill_value=self.fill_value,
+        )
+        return ops.clip(out, 0.0, 1.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "rotation": self.rotation,
+                "shear": self.shear,
+                "scale": list(self.scale),
+                "translate": self.translate,
+                "fill_mode": self.fill_mode,
+                "fill_value": self.fill_value,
+            }
+        )
         return config
 
 
@@ -997,14 +1124,58 @@ def multi_crop_augmentation(
     return ViewAugmenter(views, name="multi_crop_augmentation")
 
 
+def glyph_augmentation(
+    rotation: float = 10.0,
+    shear: float = 10.0,
+    scale=(0.85, 1.1),
+    translate: float = 0.1,
+    seed: int | None = None,
+) -> keras.Sequential:
+    """Augmentation for glyphs: handwritten digits, characters, symbols, sketches.
+
+    A small random affine change (`RandomAffine`: rotation, shear, zoom in and out,
+    shift), mild brightness and contrast jitter (0.3, p 0.8) and light pixel noise
+    (stddev 0.05, p 0.5). No flips (a mirrored 2 or R is another glyph), no hue,
+    saturation or grayscale (glyphs carry no colour) and no blur or aggressive crops (the
+    strokes of a small glyph are a few pixels wide; a crop to 8% of the area, SimCLR's
+    photo setting, keeps a stroke fragment that no longer tells the class).
+
+    The output has the input's size and channels (1 or 3).
+
+    Args:
+        rotation, shear, scale, translate: the `RandomAffine` ranges.
+        seed: integer seed (each layer gets its own derived seed).
+
+    Returns:
+        A `keras.Sequential` mapping `(B, H, W, C)` to `(B, H, W, C)` in [0, 1].
+
+    Example:
+
+    ```python
+    augment = tfcontrast.layers.glyph_augmentation(seed=0)
+    model = ContrastiveModel(backbone, augmentation=augment, algorithm="simclr")
+    ```
+    """
+    seeds = _seeds(seed, 3)
+    return keras.Sequential(
+        [
+            RandomAffine(rotation, shear, scale, translate, seed=seeds[0]),
+            ColorJitter(0.3, 0.3, 0.0, 0.0, p=0.8, seed=seeds[1]),
+            RandomGaussianNoise(0.05, p=0.5, seed=seeds[2]),
+        ],
+        name="glyph_augmentation",
+    )
+
+
 def digits_augmentation(image_size=8, seed: int | None = None) -> keras.Sequential:
-    """A mild augmentation for small grayscale digits (e.g. scikit-learn's 8x8 digits).
+    """A mild crop-based augmentation for tiny grayscale digits (scikit-learn's 8x8).
 
     Random resized crop with scale 0.6-1 and ratio 0.8-1.25 (small zooms and shifts of
     about a pixel), mild brightness/contrast jitter (0.3, p 0.8) and light pixel noise
     (stddev 0.05, p 0.5). No flips (a flipped 2 is not a 2), no hue or saturation, no
     blur (8 pixels have no detail to spare). Digits stay recognisable: a 1-nearest
     neighbour on clean digits still classifies most augmented ones correctly (tested).
+    `glyph_augmentation` is the preset for glyphs of any size.
 
     Returns:
         A `keras.Sequential` mapping `(B, H, W, 1)` to `(B, h, w, 1)` in [0, 1].
@@ -1021,6 +1192,118 @@ def digits_augmentation(image_size=8, seed: int | None = None) -> keras.Sequenti
     )
 
 
+# --- named presets and the automatic choice ----------------------------------------
+
+# Images up to this side are "small" (CIFAR-like photos, glyphs); larger ones are photos
+# at ImageNet-like resolution, where SimCLR's blur and strong colour distortion apply.
+SMALL_IMAGE_SIDE = 64
+
+_PRESETS = {
+    "natural": (
+        lambda size, seed: simclr_augmentation(size, seed=seed),
+        "SimCLR's ImageNet setting: crop (scale 0.08-1), flip, colour jitter, grayscale and blur",
+    ),
+    "small_natural": (
+        lambda size, seed: cifar_augmentation(size, seed=seed),
+        "SimCLR's CIFAR-10 setting: crop (scale 0.08-1), flip, colour jitter at strength "
+        "0.5, no blur",
+    ),
+    "glyphs": (
+        lambda size, seed: glyph_augmentation(seed=seed),
+        "small rotation, shear, zoom and shift, mild brightness and contrast; no flips, no colour",
+    ),
+    "none": (
+        lambda size, seed: keras.layers.Identity(name="no_augmentation"),
+        "every view is the image itself (supervised losses, or views made upstream)",
+    ),
+}
+
+
+def preset_names() -> list[str]:
+    """Names accepted by `preset` (and `"auto"`)."""
+    return sorted(_PRESETS)
+
+
+def describe_preset(name: str) -> str:
+    """One line saying what the preset `name` does."""
+    return _PRESETS[_check_preset(name)][1]
+
+
+def _check_preset(name):
+    if name not in _PRESETS:
+        raise ValueError(
+            f"Unknown augmentation preset {name!r}; expected 'auto' or one of {preset_names()}."
+        )
+    return name
+
+
+def _colourless(sample) -> bool:
+    """Whether 3-channel images are gray (R = G = B), e.g. grayscale files read as RGB."""
+    import numpy as np
+
+    sample = np.asarray(sample[:256], dtype=np.float32)
+    return bool(np.all(np.abs(sample - sample[..., :1]) <= 1.0 / 255.0))
+
+
+def choose_preset(image_shape, sample=None) -> tuple[str, str]:
+    """The preset that fits images of `image_shape`, and why.
+
+    - 1-channel (or gray 3-channel, when a `sample` of the images shows R = G = B) images
+      of at most 64 px: `"glyphs"`; handwritten digits and characters are the common
+      case, and their content does not survive flips or colour changes.
+    - Other images of at most 64 px: `"small_natural"` (CIFAR-like photos).
+    - Larger images: `"natural"` (its colour steps are skipped on 1-channel images).
+
+    Args:
+        image_shape: `(H, W, C)`.
+        sample: optional images `(N, H, W, C)` (a few hundred are looked at), used to
+            recognise gray images stored with 3 channels.
+
+    Returns:
+        `(name, reason)`: the preset name and a sentence saying why it was chosen.
+    """
+    height, width, channels = (int(v) for v in image_shape[-3:])
+    side = min(height, width)
+    gray = channels == 1 or (channels == 3 and sample is not None and _colourless(sample))
+    kind = "1-channel" if channels == 1 else ("gray 3-channel" if gray else f"{channels}-channel")
+    size = f"{height}x{width}"
+    if side <= SMALL_IMAGE_SIDE and gray:
+        return "glyphs", (
+            f"{kind} images of {size} (<= {SMALL_IMAGE_SIDE} px) look like glyphs: digits, "
+            "characters, sketches"
+        )
+    if side <= SMALL_IMAGE_SIDE:
+        return "small_natural", (
+            f"{kind} images of {size} (<= {SMALL_IMAGE_SIDE} px) in colour look like small photos"
+        )
+    return "natural", f"{kind} images of {size} (> {SMALL_IMAGE_SIDE} px) look like photos"
+
+
+def preset(name: str, image_shape, seed: int | None = None, sample=None):
+    """The augmentation layer of a named preset for images of `image_shape`.
+
+    Args:
+        name: `"auto"` (see `choose_preset`) or one of `preset_names()`:
+            `"natural"`, `"small_natural"`, `"glyphs"`, `"none"`.
+        image_shape: `(H, W, C)` of the images (the output keeps this size).
+        seed: integer seed.
+        sample: optional images for `"auto"` (see `choose_preset`).
+
+    Returns:
+        A Keras layer applied once per view (`ContrastiveModel(augmentation=...)`).
+
+    Example:
+
+    ```python
+    augment = tfcontrast.layers.augmentation.preset("auto", (28, 28, 1))  # glyphs
+    ```
+    """
+    if name == "auto":
+        name, _ = choose_preset(image_shape, sample)
+    build, _ = _PRESETS[_check_preset(name)]
+    return build(tuple(int(v) for v in image_shape[-3:-1]), seed)
+
+
 __all__ = [
     "RandomResizedCrop",
     "ColorJitter",
@@ -1028,6 +1311,7 @@ __all__ = [
     "GaussianBlur",
     "Solarize",
     "RandomGaussianNoise",
+    "RandomAffine",
     "ViewAugmenter",
     "simclr_augmentation",
     "cifar_augmentation",
@@ -1035,5 +1319,10 @@ __all__ = [
     "weak_strong_augmentation",
     "multi_crop_augmentation",
     "digits_augmentation",
+    "glyph_augmentation",
+    "choose_preset",
+    "describe_preset",
+    "preset",
+    "preset_names",
     "to_float_images",
 ]
