@@ -87,19 +87,117 @@ def test_train_evaluate_search_on_a_tiny_run(tmp_path, digits_npz, capsys):
         assert len(f.read().strip().splitlines()) == 1 + 2  # header + two epochs, once
 
 
+@pytest.fixture
+def keras_layout_npz(tmp_path):
+    """uint8 (N, H, W) digits in Keras' dataset layout, with a test split of its own."""
+    digits = load_digits()
+    x = (digits.images * 255 / 16).astype("uint8")
+    path = tmp_path / "keras_layout.npz"
+    np.savez(
+        path,
+        x_train=x[:200],
+        y_train=digits.target[:200],
+        x_test=x[200:260],
+        y_test=digits.target[200:260],
+    )
+    return str(path)
+
+
+def test_grayscale_arrays_in_keras_layout_train_on_their_own_test_split(
+    tmp_path, keras_layout_npz, capsys
+):
+    run_dir = str(tmp_path / "run")
+    parse(
+        f"--data={keras_layout_npz}",
+        f"--run_dir={run_dir}",
+        "--epochs=1",
+        "--batch_size=64",
+        "--export=false",
+        "--verbose=0",
+    )
+    metrics = cli.main(["tfcontrast", "train"])
+    out = capsys.readouterr().out
+    assert "200 training and 60 held-out images of shape (8, 8, 1)" in out
+    assert "augmentation: glyphs" in out and "chosen because 1-channel images of 8x8" in out
+    assert set(metrics["model"]) == {"1nn_accuracy", "knn20_accuracy", "10_labels_1nn_accuracy"}
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    assert config["recipe"]["algorithm"] == "simclr" and config["epochs"] == 1
+
+
+def test_colour_presets_train_on_grayscale(tmp_path, keras_layout_npz):
+    # The crash of issue 19: CIFAR's colour jitter on 1-channel images.
+    parse(
+        f"--data={keras_layout_npz}",
+        f"--run_dir={tmp_path / 'run'}",
+        "--epochs=1",
+        "--batch_size=64",
+        "--export=false",
+        "--verbose=0",
+        "--augmentation=small_natural",
+    )
+    assert cli.main(["tfcontrast", "train"])["epochs"] == 1
+
+
+def test_unlabelled_data_reports_no_accuracy(tmp_path, capsys):
+    path = tmp_path / "unlabelled.npz"
+    np.savez(path, x=(load_digits().images[:120] / 16.0).astype("float32"))
+    parse(
+        f"--data={path}",
+        f"--run_dir={tmp_path / 'run'}",
+        "--epochs=1",
+        "--batch_size=64",
+        "--export=false",
+        "--verbose=0",
+    )
+    metrics = cli.main(["tfcontrast", "train"])
+    assert "model" not in metrics and "raw_pixels" not in metrics
+    assert "no labels: the embedding's accuracy cannot be measured" in capsys.readouterr().out
+
+
+def _npz(tmp_path, **arrays):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    return f"--data={path}"
+
+
 @pytest.mark.parametrize(
-    "args, message",
+    "make_args, message",
     [
-        (["--data=/no/such/folder"], "--data"),
-        (["--algorithm=nope"], "--algorithm"),
-        (["--backbone=nope"], "--backbone"),
-        (["--strategy=tpu", "--mixed_precision=mixed_float16"], "contradict"),
+        (lambda t: ["--data=/no/such/folder"], "--data: no such file"),
+        (lambda t: ["--algorithm=nope"], "--algorithm"),
+        (lambda t: ["--backbone=nope"], "--backbone"),
+        (lambda t: ["--augmentation=sepia"], "--augmentation: unknown 'sepia'"),
+        (lambda t: ["--algorithm=byol", "--temperature=0.1"], "--temperature"),
+        (lambda t: ["--epochs=0"], "--epochs"),
+        (lambda t: ["--strategy=tpu", "--mixed_precision=mixed_float16"], "contradict"),
+        (lambda t: [_npz(t, x=np.zeros((0, 8, 8), "uint8"))], "--data: .*`x` is empty"),
+        (
+            lambda t: [_npz(t, x=np.zeros((10, 8, 8), "uint8"), y=np.zeros(9, "int64"))],
+            r"--data: .*`y` must have shape \(10,\)",
+        ),
+        (lambda t: [_npz(t, x=np.zeros((10, 8, 8, 2), "uint8"))], "1 \\(grayscale\\) or 3"),
+        (lambda t: [_npz(t, x=np.zeros((10, 64), "uint8"))], r"--data: .*\(N, H, W\)"),
+        (lambda t: [_npz(t, images=np.zeros((10, 8, 8), "uint8"))], "expected x \\(and y\\)"),
     ],
 )
-def test_bad_input_is_a_usage_error(tmp_path, args, message):
-    parse(f"--run_dir={tmp_path / 'run'}", "--epochs=1", "--export=false", *args)
-    with pytest.raises(ValueError, match=message):
+def test_bad_input_is_a_usage_error(tmp_path, make_args, message):
+    parse(f"--run_dir={tmp_path / 'run'}", "--epochs=1", "--export=false", *make_args(tmp_path))
+    with pytest.raises(cli.UsageError, match=message):
         cli.main(["tfcontrast", "train"])
+    assert not (tmp_path / "run" / "config.json").exists()  # the corrected command may run
+
+
+def test_verdict_warns_in_plain_words():
+    pixels = {"1nn_accuracy": 0.95, "10_labels_1nn_accuracy": 0.80}
+    worse = {"1nn_accuracy": 0.96, "10_labels_1nn_accuracy": 0.70}
+    assert "worse than raw pixels on 10_labels_1nn_accuracy" in cli.verdict(
+        {"model": worse, "raw_pixels": pixels}
+    )
+    barely = {"1nn_accuracy": 0.96, "10_labels_1nn_accuracy": 0.81}
+    assert "only 1.0 points" in cli.verdict({"model": barely, "raw_pixels": pixels})
+    better = {"1nn_accuracy": 0.97, "10_labels_1nn_accuracy": 0.90}
+    assert cli.verdict({"model": better, "raw_pixels": pixels}) is None
 
 
 def test_resuming_with_other_flags_is_refused(tmp_path, digits_npz):

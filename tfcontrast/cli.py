@@ -31,26 +31,40 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "data",
     "digits",
-    "Data: 'digits' (scikit-learn, ships with it), 'tfds:NAME', a folder with "
-    "one subfolder per class, or an .npz file with arrays x and y.",
+    "Data: 'digits' (scikit-learn, ships with it), 'tfds:NAME', a folder with one "
+    "subfolder per class, or an .npz file with arrays x (and y), or in Keras' layout "
+    "x_train, y_train, x_test, y_test (its test split is then used for evaluation).",
 )
 flags.DEFINE_string(
     "algorithm",
     "simclr",
     "simclr, supcon, moco_v2, moco_v3, byol, simsiam, vicreg or barlow_twins.",
 )
-flags.DEFINE_string("backbone", "small_convnet", "small_convnet or cifar_resnet18.")
-flags.DEFINE_integer("epochs", 200, "Training epochs.")
-flags.DEFINE_integer("batch_size", 256, "Global batch size.")
-flags.DEFINE_float(
-    "learning_rate", 2e-3, "Peak learning rate (Adam, 5% warm-up then cosine decay)."
+# Training settings: unset (None) takes the algorithm's recipe default
+# (tfcontrast.models.recipes), chosen by measurement on a validation split.
+flags.DEFINE_string("backbone", None, "small_convnet or cifar_resnet18 (recipe default if unset).")
+flags.DEFINE_integer("width", None, "Base width of the backbone (recipe default if unset).")
+flags.DEFINE_string(
+    "augmentation",
+    "auto",
+    "auto (chosen from the images' channels and size, and said in the output), glyphs, "
+    "small_natural, natural or none.",
 )
-flags.DEFINE_float("temperature", None, "Loss temperature (the algorithm's default if unset).")
-flags.DEFINE_integer("projection_dim", 64, "Output width of the projection head.")
-flags.DEFINE_integer("hidden_dim", 256, "Hidden width of the projection and prediction heads.")
-flags.DEFINE_integer("image_size", None, "Resize images to this size (folders, tfds).")
+flags.DEFINE_integer("epochs", None, "Training epochs (recipe default if unset).")
+flags.DEFINE_integer("batch_size", None, "Global batch size (recipe default if unset).")
+flags.DEFINE_float(
+    "learning_rate", None, "Peak learning rate (AdamW, 5% warm-up then cosine decay)."
+)
+flags.DEFINE_float("weight_decay", None, "AdamW weight decay (recipe default if unset).")
+flags.DEFINE_float("temperature", None, "Loss temperature (recipe default if unset).")
+flags.DEFINE_integer("projection_dim", None, "Output width of the projection head.")
+flags.DEFINE_integer("hidden_dim", None, "Hidden width of the projection and prediction heads.")
+flags.DEFINE_string("serve", None, "Served embedding: backbone or projector.")
+flags.DEFINE_integer("image_size", None, "Resize every image to this size.")
 flags.DEFINE_integer("max_examples", 50000, "Use at most this many examples of the data.")
-flags.DEFINE_float("test_fraction", 0.3, "Held-out fraction for evaluation.")
+flags.DEFINE_float(
+    "test_fraction", 0.3, "Held-out fraction for evaluation (data without a test split)."
+)
 flags.DEFINE_string("run_dir", None, "Run directory (default runs/ALGORITHM-DATA).")
 flags.DEFINE_enum(
     "strategy",
@@ -95,94 +109,161 @@ def _materialize(dataset, limit):
         if y is not None:
             ys.append(y)
     if not xs:
-        raise UsageError("the data source holds no images.")
+        raise UsageError("--data: the data source holds no images.")
     x = np.concatenate(xs).astype("float32")
     return x, (np.concatenate(ys).astype("int32") if ys else None)
 
 
+def _npz_splits(path):
+    """`(x, y, x_test, y_test)` of an .npz: arrays x (and y), or Keras' layout
+    x_train, y_train, x_test, y_test (then the test arrays are not None)."""
+    import numpy as np
+
+    from tfcontrast.data.loaders import images_to_float, labels_to_int
+
+    with np.load(path, allow_pickle=False) as arrays:
+        files = set(arrays.files)
+        if {"x_train", "x_test"} <= files:
+            keys = ("x_train", "y_train", "x_test", "y_test")
+        elif "x" in files:
+            keys = ("x", "y", None, None)
+        else:
+            raise UsageError(
+                f"--data: {path!r} holds arrays {sorted(files)}; expected x (and y), or "
+                "x_train, y_train, x_test, y_test."
+            )
+        out = []
+        for x_key, y_key in (keys[:2], keys[2:]):
+            if x_key is None:
+                out += [None, None]
+                continue
+            x = images_to_float(arrays[x_key], "--data", x_key)
+            y = arrays[y_key] if y_key in files else None
+            out += [x, None if y is None else labels_to_int(y, len(x), "--data", y_key)]
+    return out
+
+
+def _resize(x, image_size):
+    import tensorflow as tf
+
+    if image_size is None or tuple(x.shape[1:3]) == (image_size, image_size):
+        return x
+    resized = tf.image.resize(x, (image_size, image_size), antialias=True)
+    return tf.clip_by_value(resized, 0.0, 1.0).numpy()
+
+
 def load_data(data: str, image_size=None, max_examples=50000, test_fraction=0.3, seed=0):
-    """Returns `(x_train, y_train, x_test, y_test)`: float32 images in [0, 1], int labels."""
+    """Returns `(x_train, y_train, x_test, y_test)`: float32 images in [0, 1], int labels.
+
+    The labels are None for unlabelled data. Sources without a test split of their own
+    are split `test_fraction` (stratified by label when there are labels).
+    """
     import numpy as np
     from sklearn.model_selection import train_test_split
 
     from tfcontrast import data as data_lib
 
-    if data == "digits":
-        from sklearn.datasets import load_digits
+    x_test = y_test = None
+    try:
+        if data == "digits":
+            from sklearn.datasets import load_digits
 
-        digits = load_digits()
-        x = (digits.images / 16.0).astype("float32")[..., None]
-        y = digits.target.astype("int32")
-    elif data.startswith("tfds:"):
-        x, y = _materialize(
-            data_lib.from_tfds(data[5:], split="train", image_size=image_size), max_examples
-        )
-    elif not os.path.exists(data):
-        raise UsageError(f"--data: no such file or folder: {data!r}.")
-    elif os.path.isdir(data):
-        x, y = _materialize(data_lib.from_folder(data, image_size=image_size), max_examples)
-    elif data.endswith(".npz"):
-        x, y = _materialize(data_lib.from_npz(data), max_examples)
-    else:
+            digits = load_digits()
+            x = (digits.images / 16.0).astype("float32")[..., None]
+            y = digits.target.astype("int32")
+        elif data.startswith("tfds:"):
+            x, y = _materialize(
+                data_lib.from_tfds(data[5:], split="train", image_size=image_size), max_examples
+            )
+        elif not os.path.exists(data):
+            raise UsageError(f"--data: no such file or folder: {data!r}.")
+        elif os.path.isdir(data):
+            x, y = _materialize(data_lib.from_folder(data, image_size=image_size), max_examples)
+        elif data.endswith(".npz"):
+            x, y, x_test, y_test = _npz_splits(data)
+        else:
+            raise UsageError(
+                f"--data: expected 'digits', 'tfds:NAME', a folder or an .npz file; "
+                f"received {data!r}."
+            )
+    except UsageError:
+        raise
+    except ValueError as error:  # the loaders' messages name the array and what was expected
+        raise UsageError(f"--data: {error}") from None
+    if x.shape[-1] not in (1, 3):
         raise UsageError(
-            f"--data: expected 'digits', 'tfds:NAME', a folder or an .npz file; received {data!r}."
+            f"--data: images must have 1 (grayscale) or 3 (RGB) channels; received images of "
+            f"shape {x.shape[1:]}."
         )
     x, y = x[:max_examples], (None if y is None else y[:max_examples])
-    if y is None:
-        y = np.zeros(len(x), "int32")
-    stratify = y if np.min(np.bincount(y)) >= 2 else None
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_fraction, random_state=seed, stratify=stratify
-    )
-    return x_train, y_train, x_test, y_test
+    if x_test is None:
+        if len(x) < 4:
+            raise UsageError(f"--data: {len(x)} image(s) are too few to split for evaluation.")
+        stratify = y if y is not None and np.min(np.bincount(y)) >= 2 else None
+        indices = np.arange(len(x))
+        train, test = train_test_split(
+            indices, test_size=test_fraction, random_state=seed, stratify=stratify
+        )
+        x, x_test = x[train], x[test]
+        y, y_test = (None, None) if y is None else (y[train], y[test])
+    elif x_test.shape[1:] != x.shape[1:]:
+        raise UsageError(
+            f"--data: x_test images have shape {x_test.shape[1:]}, x_train {x.shape[1:]}; "
+            "expected the same."
+        )
+    return _resize(x, image_size), y, _resize(x_test, image_size), y_test
 
 
 # -- model -----------------------------------------------------------------------------
-def _augmentation(image_shape, seed):
+# Flags that set a recipe field of the same name (unset: the algorithm's recipe default).
+RECIPE_FLAGS = (
+    "backbone",
+    "width",
+    "augmentation",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "projection_dim",
+    "hidden_dim",
+    "serve",
+)
+
+
+def make_recipe(algorithm="simclr", temperature=None, **settings):
+    """The recipe of `algorithm` with the flags that were set (a UsageError names a bad one)."""
     from tfcontrast.layers import augmentation
-
-    height, _, channels = image_shape
-    if channels == 1 and height <= 16:
-        return augmentation.digits_augmentation(height, seed=seed)
-    if height <= 64:
-        return augmentation.cifar_augmentation(height, seed=seed)
-    return augmentation.simclr_augmentation(height, seed=seed)
-
-
-def build_model(
-    image_shape,
-    algorithm="simclr",
-    backbone="small_convnet",
-    projection_dim=64,
-    hidden_dim=256,
-    temperature=None,
-    seed=0,
-    queue_size=4096,
-):
-    """The ContrastiveModel the command line trains (heads sized for small images)."""
-    from tfcontrast.layers import PredictionHead, ProjectionHead
-    from tfcontrast.models import ContrastiveModel, algorithms, backbones
+    from tfcontrast.models import algorithms, backbones, recipes
 
     if algorithm not in algorithms.names():
         raise UsageError(
             f"--algorithm: unknown {algorithm!r}; expected one of {algorithms.names()}."
         )
-    if backbone not in backbones.names():
+    backbone = settings.get("backbone")
+    if backbone is not None and backbone not in backbones.names():
         raise UsageError(f"--backbone: unknown {backbone!r}; expected one of {backbones.names()}.")
-    kwargs = {} if temperature is None else {"temperature": temperature}
-    if algorithm == "moco_v2":
-        kwargs["queue_size"] = queue_size
+    name = settings.get("augmentation")
+    if name is not None and name != "auto" and name not in augmentation.preset_names():
+        raise UsageError(
+            f"--augmentation: unknown {name!r}; expected auto or one of "
+            f"{augmentation.preset_names()}."
+        )
+    options = {} if temperature is None else {"temperature": temperature}
     try:
-        algo = algorithms.get(algorithm).__class__(**kwargs)
-    except TypeError as error:
-        raise UsageError(f"--temperature: {algorithm} has no temperature ({error}).") from None
-    return ContrastiveModel(
-        backbones.get(backbone, image_shape),
-        projector=ProjectionHead((hidden_dim,), projection_dim),
-        predictor=PredictionHead(hidden_dim, projection_dim) if algo.uses_predictor else None,
-        algorithm=algo,
-        augmentation=_augmentation(image_shape, seed),
-    )
+        return recipes.Recipe.for_algorithm(algorithm, options=options, **settings)
+    except ValueError as error:
+        flag = "--temperature" if "option 'temperature'" in str(error) else "--algorithm"
+        for key in settings:
+            if f"`{key}`" in str(error):
+                flag = f"--{key}"
+        raise UsageError(f"{flag}: {error}") from None
+
+
+def build_model(image_shape, recipe, seed=0, sample=None):
+    """The ContrastiveModel `tfcontrast train` trains, and a line about its augmentation."""
+    from tfcontrast.models import recipes
+
+    return recipes.build_model(recipe, image_shape, seed=seed, sample=sample)
 
 
 def _strategy(name):
@@ -205,15 +286,39 @@ def _strategy(name):
 
 # -- evaluation ------------------------------------------------------------------------
 def embedding_report(train, train_y, test, test_y, seed=0):
+    """1-NN with every training label, kNN (k = 20) and 1-NN with 10 labels per class."""
     from tfcontrast.evaluation import few_shot_1nn_scores, knn_accuracy
 
     k = min(20, len(train))
     return {
+        "1nn_accuracy": float(knn_accuracy(train, train_y, test, test_y, k=1)),
         f"knn{k}_accuracy": float(knn_accuracy(train, train_y, test, test_y, k=k)),
         "10_labels_1nn_accuracy": float(
             few_shot_1nn_scores(train, train_y, test, test_y, seed=seed).mean()
         ),
     }
+
+
+def verdict(metrics) -> str | None:
+    """A plain-words warning when the embedding is not clearly better than raw pixels."""
+    model, pixels = metrics.get("model"), metrics.get("raw_pixels")
+    if not model or not pixels:
+        return None
+    worse = [k for k in model if model[k] < pixels[k]]
+    if worse:
+        return (
+            "warning: the trained embedding is worse than raw pixels on "
+            f"{', '.join(worse)}: for these images, searching or classifying with it is worse "
+            "than with the pixels themselves. Train longer (--epochs), check that "
+            "--augmentation suits the images, or try another --algorithm."
+        )
+    gain = model["10_labels_1nn_accuracy"] - pixels["10_labels_1nn_accuracy"]
+    if gain < 0.02:
+        return (
+            f"warning: with 10 labels per class the embedding is only {100 * gain:.1f} points "
+            "better than raw pixels."
+        )
+    return None
 
 
 # -- commands --------------------------------------------------------------------------
@@ -224,8 +329,6 @@ def _run_dir():
 
 
 def _check_flags():
-    if FLAGS.epochs < 1 or FLAGS.batch_size < 2:
-        raise UsageError("--epochs must be >= 1 and --batch_size >= 2.")
     if FLAGS.strategy == "tpu" and FLAGS.mixed_precision == "mixed_float16":
         raise UsageError(
             "--strategy=tpu with --mixed_precision=mixed_float16 contradict each "
@@ -235,19 +338,25 @@ def _check_flags():
         raise UsageError(
             f"--quantization: expected float16, dynamic or int8; received {FLAGS.quantization!r}."
         )
+    if FLAGS.image_size is not None and FLAGS.image_size < 1:
+        raise UsageError(f"--image_size: expected a positive size; received {FLAGS.image_size}.")
+    if not 0.0 < FLAGS.test_fraction < 1.0:
+        raise UsageError(
+            f"--test_fraction: expected a value in (0, 1); received {FLAGS.test_fraction}."
+        )
+    return make_recipe(
+        FLAGS.algorithm,
+        FLAGS.temperature,
+        **{name: FLAGS[name].value for name in RECIPE_FLAGS},
+    )
 
 
 def _settings():
     keys = (
         "data",
         "algorithm",
-        "backbone",
-        "epochs",
-        "batch_size",
-        "learning_rate",
+        *RECIPE_FLAGS,
         "temperature",
-        "projection_dim",
-        "hidden_dim",
         "image_size",
         "max_examples",
         "test_fraction",
@@ -280,16 +389,13 @@ def train():
     import keras
 
     from tfcontrast.evaluation import plots
+    from tfcontrast.models import recipes
     from tfcontrast.models.callbacks import CollapseMonitor, KNNMonitor
-    from tfcontrast.optimizers import warmup_cosine_decay
 
-    _check_flags()
+    recipe = _check_flags()
     settings = _settings()
     run_dir = _run_dir()
     _check_run_dir(run_dir, settings)
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(settings, f, indent=2)
 
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.mixed_precision != "none":
@@ -297,31 +403,37 @@ def train():
     x_train, y_train, x_test, y_test = load_data(
         FLAGS.data, FLAGS.image_size, FLAGS.max_examples, FLAGS.test_fraction, FLAGS.seed
     )
+    labelled = y_train is not None and y_test is not None
+    if recipe.algorithm in _labelled_algorithms() and y_train is None:
+        raise UsageError(f"--algorithm={recipe.algorithm} needs labels; --data has none.")
+    epochs = recipe.epochs_for(len(x_train))
     print(
         f"data: {FLAGS.data}: {len(x_train)} training and {len(x_test)} held-out images "
-        f"of shape {x_train.shape[1:]}"
+        f"of shape {x_train.shape[1:]}{'' if labelled else ', no labels'}"
     )
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump({**settings, "recipe": recipe.to_dict()}, f, indent=2)
     strategy = _strategy(FLAGS.strategy)
-    steps = -(-len(x_train) // FLAGS.batch_size) * FLAGS.epochs
     with strategy.scope():
-        model = build_model(
-            x_train.shape[1:],
-            FLAGS.algorithm,
-            FLAGS.backbone,
-            FLAGS.projection_dim,
-            FLAGS.hidden_dim,
-            FLAGS.temperature,
-            FLAGS.seed,
-        )
-        schedule = warmup_cosine_decay(FLAGS.learning_rate, steps, warmup_steps=steps // 20)
-        model.compile(optimizer=keras.optimizers.Adam(schedule))
-    labels = y_train if model.algorithm.needs_labels else None
+        model, note = build_model(x_train.shape[1:], recipe, FLAGS.seed, sample=x_train)
+        recipes.compile_model(model, recipe, len(x_train))
+    print(note)
+    print(
+        f"recipe: {recipe.algorithm} {recipe.options}, {recipe.backbone} backbone, "
+        f"{epochs} epochs of batch {recipe.batch_size}, learning rate {recipe.learning_rate}, "
+        f"serving the {recipe.serve} output"
+    )
+    every = max(1, epochs // 5)
+    monitors = [CollapseMonitor(x_test, every=every)]
+    if labelled:
+        monitors.insert(0, KNNMonitor(x_train, y_train, x_test, y_test, k=20, every=every))
     start = time.time()
-    history = model.fit(
+    recipes.fit(
+        model,
+        recipe,
         x_train,
-        labels,
-        batch_size=FLAGS.batch_size,
-        epochs=FLAGS.epochs,
+        y_train,
         verbose=FLAGS.verbose,
         callbacks=[
             # The backup is kept after the last epoch, so that running the same command
@@ -329,8 +441,7 @@ def train():
             keras.callbacks.BackupAndRestore(
                 os.path.join(run_dir, "backup"), delete_checkpoint=False
             ),
-            KNNMonitor(x_train, y_train, x_test, y_test, k=20, every=max(1, FLAGS.epochs // 5)),
-            CollapseMonitor(x_test, every=max(1, FLAGS.epochs // 5)),
+            *monitors,
             keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
         ],
     )
@@ -338,20 +449,35 @@ def train():
     model.save(os.path.join(run_dir, "model.keras"))
 
     embed = model.predict(x_train, verbose=0), model.predict(x_test, verbose=0)
-    pixels = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
     metrics = {
         "train_seconds": round(seconds, 1),
-        "epochs": FLAGS.epochs,
+        "epochs": epochs,
         "final_loss": _last_logged_loss(os.path.join(run_dir, "history.csv")),
-        "model": embedding_report(embed[0], y_train, embed[1], y_test, FLAGS.seed),
-        "raw_pixels": embedding_report(pixels[0], y_train, pixels[1], y_test, FLAGS.seed),
     }
+    if labelled:
+        pixels = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+        metrics["model"] = embedding_report(embed[0], y_train, embed[1], y_test, FLAGS.seed)
+        metrics["raw_pixels"] = embedding_report(pixels[0], y_train, pixels[1], y_test, FLAGS.seed)
     plots_dir = os.path.join(run_dir, "plots")
     os.makedirs(plots_dir, exist_ok=True)
-    if history.history:
-        plots.training_curves(history, os.path.join(plots_dir, "training_curves.png"))
-    plots.projection_plot(embed[1], y_test, os.path.join(plots_dir, "projection.png"))
-    print(_metrics_table(metrics))
+    curves = _history_by_epoch(os.path.join(run_dir, "history.csv"), monitors)
+    if curves:
+        plots.training_curves(curves, os.path.join(plots_dir, "training_curves.png"))
+    plots.projection_plot(
+        embed[1],
+        y_test if labelled else None,
+        os.path.join(plots_dir, "projection.png"),
+    )
+    if labelled:
+        print(_metrics_table(metrics))
+        warning = verdict(metrics)
+        if warning:
+            print(warning)
+    else:
+        print(
+            "no labels: the embedding's accuracy cannot be measured; give labelled held-out "
+            "images (class subfolders, or y in the .npz) to compare it with raw pixels."
+        )
     if FLAGS.export:
         metrics["export"] = _export(
             model, x_test, FLAGS.name or f"{_data_name(FLAGS.data)}_{FLAGS.algorithm}"
@@ -360,6 +486,31 @@ def train():
         json.dump(metrics, f, indent=2)
     print(f"run directory: {run_dir}")
     return metrics
+
+
+def _labelled_algorithms():
+    from tfcontrast.models import algorithms
+
+    return [name for name in algorithms.names() if algorithms.get(name).needs_labels]
+
+
+def _history_by_epoch(csv_path, monitors):
+    """`{metric: {epoch: value}}` over every epoch of the run (resumed ones included)."""
+    import csv
+
+    curves = {}
+    with open(csv_path) as f:
+        for row in csv.DictReader(f):
+            epoch = int(row.pop("epoch")) + 1
+            for key, value in row.items():
+                try:
+                    curves.setdefault(key, {})[epoch] = float(value)
+                except (TypeError, ValueError):
+                    continue
+    for monitor in monitors:
+        for key, values in monitor.values.items():
+            curves.setdefault(key, {}).update(values)
+    return {key: values for key, values in curves.items() if values}
 
 
 def _last_logged_loss(csv_path):
@@ -421,6 +572,10 @@ def evaluate():
     from tfcontrast.evaluation import evaluate_embeddings
 
     model, config, (x_train, y_train, x_test, y_test) = _load_run()
+    if y_train is None or y_test is None:
+        raise UsageError(
+            f"--run_dir: the run's data ({config['data']!r}) has no labels to evaluate with."
+        )
     train = model.predict(x_train, verbose=0)
     test = model.predict(x_test, verbose=0)
     metrics = evaluate_embeddings(
@@ -464,11 +619,14 @@ def search():
     index = Index(metric="cosine")
     index.add(model.predict(x_train, verbose=0), labels=y_train)
     result = index.search(model.predict(x_test[queries], verbose=0), k=FLAGS.k)
-    for q, ids, labels in zip(queries, result.indices, result.labels):
-        print(
-            f"query {q} (label {y_test[q]}): neighbours {list(map(int, ids))} "
-            f"labels {list(map(int, labels))}"
-        )
+    for i, (q, ids) in enumerate(zip(queries, result.indices)):
+        line = f"query {q}"
+        if y_test is not None:
+            line += f" (label {y_test[q]})"
+        line += f": neighbours {list(map(int, ids))}"
+        if y_train is not None:
+            line += f" labels {list(map(int, result.labels[i]))}"
+        print(line)
     return result
 
 

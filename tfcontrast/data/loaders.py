@@ -218,10 +218,30 @@ def _probe_size(path: str):
         return None
 
 
+_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _gray_files(files, limit: int = 64) -> bool:
+    """Whether the files look grayscale: PIL modes of up to `limit` of them, spread out."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return False
+    step = max(1, len(files) // limit)
+    for fpath in files[::step][:limit]:
+        try:
+            with Image.open(fpath) as im:
+                if im.mode not in _GRAY_MODES:
+                    return False
+        except Exception:  # noqa: BLE001 - an unreadable file is skipped later
+            continue
+    return True
+
+
 def from_folder(
     path: str,
     image_size=None,
-    channels: int = 3,
+    channels: int | None = None,
 ) -> tf.data.Dataset:
     """Dataset from an image folder with one subfolder per class.
 
@@ -234,7 +254,9 @@ def from_folder(
     Classes are the subfolder names in sorted order (labels 0, 1, ...); the returned
     dataset carries them as `dataset.class_names`, like Keras'
     `image_dataset_from_directory`. Images are PNG, JPEG, GIF (first frame) or BMP,
-    decoded to `channels` channels and float32 in [0, 1].
+    decoded to `channels` channels and float32 in [0, 1]. By default grayscale files
+    stay 1-channel: `channels=None` reads the colour mode of up to 64 files and decodes
+    to 1 channel when all of them are grayscale, else to 3.
 
     Files that are not images (another extension, or an image extension without an image
     signature, e.g. a truncated download) are **skipped**, and their count is logged as a
@@ -248,7 +270,7 @@ def from_folder(
         path: root folder.
         image_size: `(height, width)` (or int) to resize every image to; required when
             the images differ in size.
-        channels: 1 (grayscale) or 3 (RGB).
+        channels: 1 (grayscale), 3 (RGB) or None (1 when the files are grayscale).
 
     Raises:
         FileNotFoundError: `path` does not exist or is not a folder.
@@ -263,8 +285,10 @@ def from_folder(
     ```
     """
     path = os.fspath(path)
-    if channels not in (1, 3):
-        raise ValueError(f"from_folder: `channels` must be 1 or 3; received channels={channels!r}.")
+    if channels not in (None, 1, 3):
+        raise ValueError(
+            f"from_folder: `channels` must be 1, 3 or None; received channels={channels!r}."
+        )
     size = _size_pair(image_size, "from_folder")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"from_folder: no such folder: {path!r}.")
@@ -315,6 +339,8 @@ def from_folder(
             "pass `image_size=(height, width)` to resize them."
         )
     static = size if size is not None else next(iter(sizes))
+    if channels is None:
+        channels = 1 if _gray_files(files) else 3
 
     def load(fpath, label):
         raw = tf.io.read_file(fpath)

@@ -91,7 +91,8 @@ def projection_plot(
 
     Args:
         embeddings: `(N, D)` embeddings.
-        labels: `(N,)` labels (colour per class; a legend when there are <= 20).
+        labels: `(N,)` labels (colour per class; a legend when there are <= 20), or
+            `None` for unlabelled points (one colour).
         path: PNG file to write.
         method: `"auto"` (UMAP when installed, else t-SNE), `"umap"`, `"tsne"`, `"pca"`.
         max_points: project a seeded random subset of at most this many points.
@@ -103,7 +104,8 @@ def projection_plot(
         `path`.
     """
     x = as_embeddings(embeddings, "embeddings")
-    y = as_labels(labels, "labels", x.shape[0])
+    unlabelled = labels is None
+    y = np.zeros(x.shape[0], np.int64) if unlabelled else as_labels(labels, "labels", x.shape[0])
     if max_points is not None and x.shape[0] > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_points, replace=False))
         x, y = x[keep], y[keep]
@@ -114,7 +116,7 @@ def projection_plot(
     cmap = _cmap("tab20" if classes.shape[0] > 10 else "tab10")
     colors = cmap(ids % cmap.N)
     ax.scatter(pts[:, 0], pts[:, 1], c=colors, s=6, linewidths=0)
-    if classes.shape[0] <= 20:
+    if classes.shape[0] <= 20 and not unlabelled:
         for i, c in enumerate(classes):
             ax.scatter([], [], color=cmap(i % cmap.N), label=str(c), s=12)
         ax.legend(loc="best", fontsize="x-small", markerscale=1.5, frameon=False)
@@ -211,10 +213,12 @@ def training_curves(history, path: str, keys=None, figsize=None, dpi: int = 100)
     """Plots training curves, one panel per metric with its `val_` counterpart.
 
     Args:
-        history: a `keras.callbacks.History` (as returned by `fit`) or its `.history`
-            dict `{name: [value per epoch]}`. Metrics logged only every few epochs
-            (e.g. by `EmbeddingEvaluation`) are plotted at their epochs when the
-            History records them, else against their own index.
+        history: a `keras.callbacks.History` (as returned by `fit`) or a dict whose
+            values are either lists `[value per epoch]` or dicts `{epoch: value}`
+            (epochs counted from 1), e.g. a monitor's `.values`. Use the dict form for
+            metrics logged only every few epochs, so they are plotted at their real
+            epochs; a shorter list than the History's epochs is plotted against its
+            own index.
         path: PNG file to write.
         keys: metric names to plot (without `val_`); default: all.
         figsize: `(width, height)` inches; default `(4 * panels, 3.2)` capped at 4
@@ -251,10 +255,14 @@ def training_curves(history, path: str, keys=None, figsize=None, dpi: int = 100)
         for key, style in ((name, "-"), ("val_" + name, "--")):
             if key not in hist:
                 continue
-            values = np.asarray(hist[key], dtype=np.float64)
-            x = np.arange(1, values.shape[0] + 1)
-            if epochs_of is not None and len(epochs_of) == values.shape[0]:
-                x = np.asarray(epochs_of) + 1
+            if isinstance(hist[key], dict):
+                x = np.asarray(sorted(hist[key]), dtype=np.int64)
+                values = np.asarray([hist[key][e] for e in x], dtype=np.float64)
+            else:
+                values = np.asarray(hist[key], dtype=np.float64)
+                x = np.arange(1, values.shape[0] + 1)
+                if epochs_of is not None and len(epochs_of) == values.shape[0]:
+                    x = np.asarray(epochs_of) + 1
             ax.plot(x, values, style, marker="o" if values.shape[0] < 30 else None, ms=3, label=key)
         ax.set_title(name)
         ax.set_xlabel("epoch")

@@ -78,6 +78,7 @@ class KNNMonitor(keras.callbacks.Callback):
         self.data = (train_images, np.asarray(train_labels), val_images, np.asarray(val_labels))
         self.k, self.temperature, self.every = k, temperature, every
         self.batch_size, self.name = batch_size, name
+        self.values = {name: {}}
 
     def on_epoch_end(self, epoch, logs=None):
         last = self.params.get("epochs") if self.params else None
@@ -94,6 +95,7 @@ class KNNMonitor(keras.callbacks.Callback):
             k=k,
             temperature=self.temperature,
         )
+        self.values[self.name][epoch + 1] = accuracy
         if logs is not None:
             logs[self.name] = accuracy
 
@@ -110,11 +112,14 @@ class CollapseMonitor(keras.callbacks.Callback):
         if every < 1:
             raise ValueError(f"CollapseMonitor: `every` must be >= 1; received {every}.")
         self.images, self.every, self.batch_size = images, every, batch_size
+        self.values = {"embedding_std": {}, "effective_rank": {}}
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
         std, rank = collapse_statistics(_embed(self.model, self.images, self.batch_size))
+        self.values["embedding_std"][epoch + 1] = std
+        self.values["effective_rank"][epoch + 1] = rank
         if logs is not None:
             logs["embedding_std"] = std
             logs["effective_rank"] = rank

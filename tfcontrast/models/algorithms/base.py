@@ -40,6 +40,11 @@ class Algorithm:
         momentum_base: EMA momentum of the target network, or `None` for no target.
         momentum_final: momentum reached at the end of training on a cosine schedule
             (equal to `momentum_base` for a constant momentum).
+        recipe_defaults: the settings this method trains with in
+            `tfcontrast.models.recipes` (small images, from scratch, on a CPU) where they
+            differ from `Recipe`'s field defaults; `"options"` holds constructor
+            arguments (e.g. a temperature). Each value is chosen on a validation split
+            and its reason written beside it.
     """
 
     name = ""
@@ -47,6 +52,7 @@ class Algorithm:
     uses_predictor = False
     momentum_base: float | None = None
     momentum_final: float | None = None
+    recipe_defaults: dict = {}
 
     def __init__(self, **loss_kwargs):
         self.loss_kwargs = dict(loss_kwargs)

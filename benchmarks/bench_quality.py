@@ -1,0 +1,217 @@
+"""Embedding quality on real handwritten digits: every algorithm against raw pixels.
+
+Each row trains a model from scratch through the code path of `tfcontrast train`
+(`tfcontrast.models.recipes`: the algorithm's recipe, the automatic augmentation preset,
+the same optimiser, schedule and epochs) and scores its served embedding on held-out
+images, with cosine similarity:
+
+- 1-NN accuracy with every training label;
+- 1-NN accuracy with 10 labels per class (the label-efficient score; mean of 5 draws,
+  seeds 0-4, the same draws for every row);
+- a linear probe (logistic regression on the standardised embeddings, all labels);
+- wall and CPU seconds of training.
+
+Data sets: USPS (`../shared/datasets/usps.npz`, 16x16, 7,291 training and 2,007 test
+images: the official test split) and scikit-learn's 8x8 digits (1,257 / 540, the split of
+`tfcontrast train`). `--split val` scores on a validation split cut from the training
+images instead (20%, stratified, seed 0) and trains on the rest: every choice of the
+recipes is made there, never on the test split.
+
+Supervised rows: SupCon (a `ContrastiveModel` algorithm) and, through the library's
+losses on a plain Keras model (augmentation layer + the same backbone, same optimiser and
+epochs), batch-hard triplet and multi-similarity.
+
+    python benchmarks/bench_quality.py                          # every row, both data sets
+    python benchmarks/bench_quality.py --split val --datasets usps --rows simclr \\
+        --set options.temperature=0.2 --set epochs=50           # one tuning run
+    python benchmarks/bench_quality.py --quick                  # 1 epoch each, smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from _common import machine_info, write_json  # noqa: E402
+
+from tfcontrast import cli  # noqa: E402
+from tfcontrast.evaluation import few_shot_1nn_scores, knn_accuracy, linear_probe  # noqa: E402
+from tfcontrast.models import algorithms, recipes  # noqa: E402
+
+USPS = HERE.parent.parent / "shared" / "datasets" / "usps.npz"
+DATASETS = {"usps": str(USPS), "digits": "digits"}
+SELF_SUPERVISED = ["simclr", "moco_v2", "moco_v3", "byol", "simsiam", "vicreg", "barlow_twins"]
+SUPERVISED = ["supcon", "triplet_batch_hard", "multi_similarity"]
+ROWS = SELF_SUPERVISED + SUPERVISED
+
+
+def load(dataset: str, split: str, seed: int = 0):
+    """`(x_train, y_train, x_eval, y_eval)` as `tfcontrast train` loads them."""
+    x, y, x_test, y_test = cli.load_data(DATASETS[dataset], seed=seed)
+    if split == "test":
+        return x, y, x_test, y_test
+    from sklearn.model_selection import train_test_split
+
+    x, x_val, y, y_val = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    return x, y, x_val, y_val
+
+
+def _metric_loss(row: str):
+    from tfcontrast import losses
+
+    if row == "triplet_batch_hard":
+        return losses.TripletLoss(miner="batch_hard")
+    return losses.MultiSimilarityLoss()
+
+
+def train(row: str, recipe, x, y, seed: int):
+    """A trained model whose `predict` gives the served embedding, and its note."""
+    keras.utils.set_random_seed(seed)
+    if row in algorithms.names():
+        model, note = recipes.build_model(recipe, x.shape[1:], seed=seed, sample=x)
+        recipes.compile_model(model, recipe, len(x))
+        recipes.fit(model, recipe, x, y)
+        return model, note
+    # Metric losses on a plain model: the ContrastiveModel's augmentation and backbone.
+    contrastive, note = recipes.build_model(recipe, x.shape[1:], seed=seed, sample=x)
+    model = keras.Sequential(
+        [keras.Input(x.shape[1:]), contrastive.augmentation, contrastive.backbone]
+    )
+    recipes.compile_model(model, recipe, len(x))
+    model.compile(optimizer=model.optimizer, loss=_metric_loss(row))
+    model.fit(x, y, batch_size=recipe.batch_size, epochs=recipe.epochs_for(len(x)), verbose=0)
+    return model, note
+
+
+def embed(model, recipe, images, serve=None):
+    """The served embedding of `images` (or the `serve` one of a ContrastiveModel)."""
+    if not hasattr(model, "projector"):
+        return model.predict(images, verbose=0, batch_size=512)
+    features = model.backbone.predict(images, verbose=0, batch_size=512)
+    if (serve or recipe.serve) == "backbone":
+        return features
+    return np.asarray(model.projector(features, training=False))
+
+
+def scores(train_emb, train_y, eval_emb, eval_y, draws: int = 5) -> dict:
+    return {
+        "1nn": float(knn_accuracy(train_emb, train_y, eval_emb, eval_y, k=1)),
+        "10_labels_1nn": float(
+            few_shot_1nn_scores(train_emb, train_y, eval_emb, eval_y, draws=draws).mean()
+        ),
+        "linear_probe": float(linear_probe(train_emb, train_y, eval_emb, eval_y)),
+    }
+
+
+def _parse_set(items):
+    """`--set key=value` pairs (`options.NAME=value` for algorithm options)."""
+    overrides, options = {}, {}
+    for item in items or ():
+        key, _, text = item.partition("=")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        if key.startswith("options."):
+            options[key[8:]] = value
+        else:
+            overrides[key] = value
+    return overrides, options
+
+
+def recipe_for(row: str, overrides: dict, options: dict):
+    # The metric-loss rows share SupCon's recipe (same backbone, optimiser, epochs).
+    algorithm = row if row in algorithms.names() else "supcon"
+    extra = {} if algorithm != row else {"options": options}
+    return recipes.Recipe.for_algorithm(algorithm, **overrides, **extra)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="usps,digits")
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--set", action="append", help="recipe override key=value")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="1 epoch per row (smoke only)")
+    parser.add_argument("--out", default=None, help="JSON path (default results/quality.json)")
+    args = parser.parse_args(argv)
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # predict's retracing notes for each new model
+    overrides, options = _parse_set(args.set)
+    if args.quick:
+        overrides["epochs"] = 1
+    default_name = (
+        "quality.json" if args.split == "test" and not args.set else "quality_scratch.json"
+    )
+    out = Path(args.out) if args.out else HERE / "results" / default_name
+    results = {
+        "benchmark": "bench_quality",
+        "command": "python benchmarks/bench_quality.py " + " ".join(argv or sys.argv[1:]),
+        "machine": machine_info(),
+        "split": args.split,
+        "rows": [],
+    }
+    for dataset in args.datasets.split(","):
+        x, y, x_eval, y_eval = load(dataset, args.split, args.seed)
+        flat = scores(x.reshape(len(x), -1), y, x_eval.reshape(len(x_eval), -1), y_eval)
+        results["rows"].append({"dataset": dataset, "row": "raw_pixels", **flat})
+        print(f"{dataset}: {len(x)} training / {len(x_eval)} {args.split} images; pixels {flat}")
+        for row in args.rows.split(","):
+            recipe = recipe_for(row, overrides, options)
+            start, cpu = time.perf_counter(), time.process_time()
+            model, note = train(row, recipe, x, y, args.seed)
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+            emb = embed(model, recipe, x), embed(model, recipe, x_eval)
+            record = {
+                "dataset": dataset,
+                "row": row,
+                "recipe": recipe.to_dict(),
+                "epochs": recipe.epochs_for(len(x)),
+                "augmentation": note,
+                "wall_seconds": round(wall, 1),
+                "cpu_seconds": round(cpu, 1),
+                **scores(emb[0], y, emb[1], y_eval),
+            }
+            if row in algorithms.names():  # the other representation, for the serve choice
+                other = "projector" if recipe.serve == "backbone" else "backbone"
+                record[f"{other}_scores"] = scores(
+                    embed(model, recipe, x, other), y, embed(model, recipe, x_eval, other), y_eval
+                )
+            results["rows"].append(record)
+            print(json.dumps({k: v for k, v in record.items() if k not in ("recipe",)}))
+            write_json(out, results)
+    print(table(results))
+    print(f"wrote {out}")
+
+
+def table(results) -> str:
+    lines = [
+        "| data | row | epochs | CPU s | wall s | 1-NN | 10 labels/class 1-NN | linear probe |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['dataset']} | {r['row'].replace('_', ' ')} | {r.get('epochs', '')} | "
+            f"{r.get('cpu_seconds', '')} | {r.get('wall_seconds', '')} | {r['1nn']:.3f} | "
+            f"{r['10_labels_1nn']:.3f} | {r['linear_probe']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

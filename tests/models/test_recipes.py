@@ -1,0 +1,75 @@
+"""Recipes: defaults in three layers, checks that name the setting, and the model built."""
+
+import keras
+import numpy as np
+import pytest
+
+from tfcontrast.models import algorithms, recipes
+
+
+def test_defaults_come_in_three_layers():
+    base = recipes.Recipe()
+    # The algorithm's own defaults override the field defaults ...
+    moco = recipes.Recipe.for_algorithm("moco_v2")
+    assert moco.options == algorithms.get("moco_v2").recipe_defaults["options"]
+    assert moco.batch_size == base.batch_size
+    # ... and what the user sets overrides both; options merge key by key.
+    mine = recipes.Recipe.for_algorithm(
+        "moco_v2", batch_size=64, learning_rate=None, options={"temperature": 0.5}
+    )
+    assert mine.batch_size == 64 and mine.learning_rate == base.learning_rate
+    assert mine.options["temperature"] == 0.5
+    assert mine.options["queue_size"] == moco.options["queue_size"]
+
+
+@pytest.mark.parametrize("name", algorithms.names())
+def test_every_algorithm_has_a_valid_recipe(name):
+    recipe = recipes.Recipe.for_algorithm(name)
+    model, note = recipes.build_model(recipe, (8, 8, 1))
+    assert note.startswith("augmentation: glyphs")
+    assert model.algorithm.name == name
+    out = model(np.zeros((3, 8, 8, 1), "float32"))
+    width = model.projector.output_dim if recipe.serve == "projector" else None
+    assert out.shape[0] == 3 and (width is None or out.shape[1] == width)
+
+
+def test_epochs_follow_the_step_budget_within_bounds():
+    recipe = recipes.Recipe(batch_size=100, steps=1000, min_epochs=5, max_epochs=50)
+    assert recipe.epochs_for(1000) == 50  # 10 steps an epoch: 100 epochs, capped at 50
+    assert recipe.epochs_for(10_000) == 10  # 100 steps an epoch
+    assert recipe.epochs_for(1_000_000) == 5  # 10,000 steps an epoch: at least 5 epochs
+    assert recipe.replace(epochs=3).epochs_for(1000) == 3
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: recipes.Recipe.for_algorithm("nope"), "Unknown `algorithm`"),
+        (
+            lambda: recipes.Recipe.for_algorithm("byol", options={"temperature": 0.1}),
+            "option 'temperature'",
+        ),
+        (lambda: recipes.Recipe.for_algorithm("simclr", backbone="vgg"), "`backbone`"),
+        (lambda: recipes.Recipe.for_algorithm("simclr", epochs=0), "`epochs`"),
+        (lambda: recipes.Recipe.for_algorithm("simclr", learning_rate=-1.0), "`learning_rate`"),
+        (lambda: recipes.Recipe.for_algorithm("simclr", serve="head"), "`serve`"),
+        (lambda: recipes.Recipe.for_algorithm("simclr", colour=True), "unknown setting"),
+    ],
+)
+def test_bad_settings_name_the_setting(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_compile_and_fit_follow_the_recipe():
+    recipe = recipes.Recipe.for_algorithm("simclr", epochs=2, batch_size=16, steps=10)
+    x = np.random.default_rng(0).uniform(size=(40, 8, 8, 1)).astype("float32")
+    model, _ = recipes.build_model(recipe, x.shape[1:])
+    recipes.compile_model(model, recipe, len(x))
+    history = recipes.fit(model, recipe, x, np.zeros(40, "int32"))
+    assert len(history.history["loss"]) == 2
+    steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    assert steps == 2 * 3  # ceil(40 / 16) steps an epoch
+    # The warm-up cosine schedule spans exactly those steps: it has decayed to ~0.
+    final = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    assert final < 0.1 * recipe.learning_rate

@@ -1,0 +1,221 @@
+"""Recipes: the settings that turn a set of images into a trained `ContrastiveModel`.
+
+A `Recipe` holds every choice of a training run that is not the data: the algorithm and
+its options (temperature, queue size), the backbone and its width, the heads, the
+augmentation preset, the optimiser, batch size and length of training, and which
+representation is served. `tfcontrast train` and `benchmarks/bench_quality.py` build and
+train their models through this module, so what the benchmark measures is what the
+command line runs.
+
+Defaults come in three layers, later ones winning:
+
+1. `Recipe`'s field defaults: small images trained from scratch on a CPU;
+2. the algorithm's own `recipe_defaults` (each algorithm module declares them next to
+   its loss, so adding a method never touches this file);
+3. what the user sets (`Recipe.for_algorithm("byol", learning_rate=1e-3)`, or flags).
+
+How each default was chosen (on a validation split cut from USPS's training images,
+never on a test split) is written next to it and in `benchmarks/README.md`.
+
+Example:
+
+```python
+from tfcontrast.models import recipes
+
+recipe = recipes.Recipe.for_algorithm("simclr")
+model, note = recipes.build_model(recipe, x_train.shape[1:], sample=x_train)
+print(note)                                   # which augmentation, and why
+recipes.compile_model(model, recipe, num_examples=len(x_train))
+recipes.fit(model, recipe, x_train)
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+
+from tfcontrast.models import algorithms as algorithms_lib
+from tfcontrast.models import backbones as backbones_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Every setting of a training run but the data.
+
+    Attributes:
+        algorithm: a registered algorithm name (`tfcontrast.models.algorithms.names()`).
+        options: keyword arguments of the algorithm (e.g. `{"temperature": 0.2}`).
+        backbone: a registered backbone name (`tfcontrast.models.backbones.names()`).
+        width: the backbone's base width (`None`: the backbone's own default).
+        augmentation: an augmentation preset name or `"auto"`
+            (`tfcontrast.layers.augmentation.preset_names()`).
+        hidden_dim: hidden width of the projection (and prediction) head.
+        projection_dim: output width of the projection head.
+        learning_rate: peak learning rate of AdamW (5% linear warm-up, cosine decay).
+        weight_decay: AdamW's decoupled weight decay.
+        batch_size: global batch size.
+        epochs: epochs of training; `None` takes enough epochs for `steps` optimisation
+            steps (between `min_epochs` and `max_epochs`).
+        steps: target number of optimisation steps when `epochs` is `None`.
+        min_epochs, max_epochs: bounds on the epochs derived from `steps`.
+        serve: `"backbone"` or `"projector"`: the representation `call` returns.
+    """
+
+    algorithm: str = "simclr"
+    options: dict = dataclasses.field(default_factory=dict)
+    backbone: str = "small_convnet"
+    width: int | None = None
+    augmentation: str = "auto"
+    hidden_dim: int = 256
+    projection_dim: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: int | None = None
+    steps: int = 3000
+    min_epochs: int = 20
+    max_epochs: int = 200
+    serve: str = "backbone"
+
+    @classmethod
+    def for_algorithm(cls, algorithm: str = "simclr", **overrides) -> Recipe:
+        """The recipe of `algorithm`: field defaults, then the algorithm's
+        `recipe_defaults`, then `overrides` (`None` values are ignored; `options` are
+        merged key by key)."""
+        if algorithm not in algorithms_lib.names():
+            raise ValueError(
+                f"Unknown `algorithm`: {algorithm!r}; expected one of {algorithms_lib.names()}."
+            )
+        settings = dict(getattr(algorithms_lib.get(algorithm), "recipe_defaults", {}))
+        options = dict(settings.pop("options", {}))
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        options.update(overrides.pop("options", {}) or {})
+        settings.update(overrides)
+        unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"Recipe: unknown setting(s) {unknown}.")
+        recipe = cls(algorithm=algorithm, options=options, **settings)
+        recipe.check()
+        return recipe
+
+    def check(self) -> None:
+        """Raises a ValueError naming the first setting out of its range."""
+        if self.backbone not in backbones_lib.names():
+            raise ValueError(
+                f"Recipe: unknown `backbone` {self.backbone!r}; expected one of "
+                f"{backbones_lib.names()}."
+            )
+        cls = type(algorithms_lib.get(self.algorithm))
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        for key in self.options:
+            if key not in accepted:
+                raise ValueError(
+                    f"Recipe: algorithm {self.algorithm!r} has no option {key!r}; its options "
+                    f"are {sorted(accepted) or 'none'}."
+                )
+        for name in ("batch_size", "steps", "min_epochs", "max_epochs"):
+            if int(getattr(self, name)) < (2 if name == "batch_size" else 1):
+                raise ValueError(
+                    f"Recipe: `{name}` must be positive; received {getattr(self, name)}."
+                )
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"Recipe: `epochs` must be >= 1; received {self.epochs}.")
+        if not self.learning_rate > 0 or not self.weight_decay >= 0:
+            raise ValueError(
+                "Recipe: `learning_rate` must be > 0 and `weight_decay` >= 0; received "
+                f"{self.learning_rate} and {self.weight_decay}."
+            )
+        if self.serve not in ("backbone", "projector"):
+            raise ValueError(
+                f"Recipe: `serve` must be 'backbone' or 'projector'; received {self.serve!r}."
+            )
+
+    def replace(self, **changes) -> Recipe:
+        recipe = dataclasses.replace(self, **changes)
+        recipe.check()
+        return recipe
+
+    def steps_per_epoch(self, num_examples: int) -> int:
+        return max(1, math.ceil(int(num_examples) / self.batch_size))
+
+    def epochs_for(self, num_examples: int) -> int:
+        """`epochs`, or the epochs that give about `steps` steps on `num_examples` images."""
+        if self.epochs is not None:
+            return int(self.epochs)
+        epochs = round(self.steps / self.steps_per_epoch(num_examples))
+        return int(min(self.max_epochs, max(self.min_epochs, epochs)))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None):
+    """The `ContrastiveModel` of `recipe` for images of `image_shape` `(H, W, C)`.
+
+    Args:
+        recipe: the settings.
+        image_shape: `(H, W, C)`.
+        seed: seed of the augmentation layers.
+        sample: optional images, used by `augmentation="auto"` to recognise gray images
+            stored with 3 channels.
+
+    Returns:
+        `(model, note)`: the model and one line saying which augmentation preset it uses
+        and why.
+    """
+    from tfcontrast.layers import PredictionHead, ProjectionHead
+    from tfcontrast.layers import augmentation as augmentation_lib
+    from tfcontrast.models.contrastive_model import ContrastiveModel
+
+    image_shape = tuple(int(v) for v in image_shape[-3:])
+    recipe.check()
+    algorithm = type(algorithms_lib.get(recipe.algorithm))(**recipe.options)
+    name, reason = recipe.augmentation, "as asked"
+    if name == "auto":
+        name, reason = augmentation_lib.choose_preset(image_shape, sample)
+        reason = f"chosen because {reason}"
+    augment = augmentation_lib.preset(name, image_shape, seed=seed)
+    note = f"augmentation: {name}, {augmentation_lib.describe_preset(name)} ({reason})"
+    backbone_kwargs = {} if recipe.width is None else {"width": recipe.width}
+    model = ContrastiveModel(
+        backbones_lib.get(recipe.backbone, image_shape, **backbone_kwargs),
+        projector=ProjectionHead((recipe.hidden_dim,), recipe.projection_dim),
+        predictor=(
+            PredictionHead(recipe.hidden_dim, recipe.projection_dim)
+            if algorithm.uses_predictor
+            else None
+        ),
+        algorithm=algorithm,
+        augmentation=augment,
+        serve=recipe.serve,
+    )
+    return model, note
+
+
+def compile_model(model, recipe: Recipe, num_examples: int) -> None:
+    """Compiles `model` with the recipe's AdamW and warm-up cosine schedule."""
+    import keras
+
+    from tfcontrast.optimizers import warmup_cosine_decay
+
+    steps = recipe.steps_per_epoch(num_examples) * recipe.epochs_for(num_examples)
+    schedule = warmup_cosine_decay(recipe.learning_rate, steps, warmup_steps=max(1, steps // 20))
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay))
+
+
+def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0):
+    """Trains `model` on images `x` (labels `y` are used only when the algorithm needs
+    them) for the recipe's epochs and batch size; returns the `History`."""
+    return model.fit(
+        x,
+        y if model.algorithm.needs_labels else None,
+        batch_size=recipe.batch_size,
+        epochs=recipe.epochs_for(len(x)),
+        verbose=verbose,
+        callbacks=list(callbacks),
+    )
+
+
+__all__ = ["Recipe", "build_model", "compile_model", "fit"]
