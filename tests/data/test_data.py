@@ -86,6 +86,25 @@ def test_from_folder_skips_non_images_with_logged_count(folder, caplog):
     assert 0.0 <= image.min() and image.max() <= 1.0
 
 
+def test_from_folder_keeps_grayscale_files_one_channel(tmp_path, rng):
+    root = tmp_path / "glyphs"
+    for name in ("a", "b"):
+        for i in range(3):
+            gray = rng.integers(0, 256, size=(9, 9, 1), dtype=np.uint8)
+            _write_png(str(root / name / f"{i}.png"), gray)
+    image, _ = next(iter(data.from_folder(str(root)).as_numpy_iterator()))
+    assert image.shape == (9, 9, 1)
+    gray_png = np.asarray(tf.io.decode_png(tf.io.read_file(str(root / "a" / "0.png"))))
+    np.testing.assert_allclose(image, gray_png / 255.0, atol=1e-6)
+    # Asked for RGB, the gray files are decoded to 3 equal channels.
+    rgb, _ = next(iter(data.from_folder(str(root), channels=3).as_numpy_iterator()))
+    assert rgb.shape == (9, 9, 3) and np.allclose(rgb, rgb[..., :1])
+    # One colour file among gray ones: everything is read as RGB.
+    _write_png(str(root / "b" / "colour.png"), rng.integers(0, 256, (9, 9, 3), dtype=np.uint8))
+    image, _ = next(iter(data.from_folder(str(root)).as_numpy_iterator()))
+    assert image.shape == (9, 9, 3)
+
+
 def test_from_folder_mixed_sizes(folder, rng):
     _write_png(str(folder / "eel" / "big.png"), rng.integers(0, 256, (14, 9, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="image_size"):

@@ -132,6 +132,17 @@ def test_training_curves(tmp_path):
         ev.training_curves({}, str(tmp_path / "c.png"))
 
 
+def test_training_curves_plot_sparse_metrics_at_their_epochs(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi: figures.append(fig) or path)
+    history = {"loss": [3.0, 2.0, 1.5, 1.2, 1.1, 1.0], "knn_top1": {2: 0.5, 4: 0.7, 6: 0.8}}
+    ev.training_curves(history, str(tmp_path / "curves.png"))
+    loss_ax, knn_ax = figures[0].axes[:2]
+    assert list(loss_ax.lines[0].get_xdata()) == [1, 2, 3, 4, 5, 6]
+    assert list(knn_ax.lines[0].get_xdata()) == [2, 4, 6]
+    assert list(knn_ax.lines[0].get_ydata()) == [0.5, 0.7, 0.8]
+
+
 def test_export_projector(rng, tmp_path):
     x = rng.standard_normal((7, 3)).astype("float32")
     paths = ev.export_projector(x, str(tmp_path / "single"), labels=np.arange(7) % 2)

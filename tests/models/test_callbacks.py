@@ -27,10 +27,17 @@ def test_monitors_log_into_history(rng):
         np.zeros((64, 8), "float32"),
         epochs=3,
         verbose=0,
-        callbacks=[KNNMonitor(x[:48], y[:48], x[48:], y[48:], k=5, every=2), CollapseMonitor(x)],
+        callbacks=[
+            knn := KNNMonitor(x[:48], y[:48], x[48:], y[48:], k=5, every=2),
+            collapse := CollapseMonitor(x),
+        ],
     )
     assert len(history.history["embedding_std"]) == 3
     assert len(history.history["effective_rank"]) == 3
     # every=2 over 3 epochs: evaluated at epoch 2 and at the last epoch.
     assert len(history.history["knn_top1"]) == 2
     assert all(0.0 <= a <= 1.0 for a in history.history["knn_top1"])
+    # The same values by real epoch number (from 1), for plots.
+    assert list(knn.values["knn_top1"].values()) == history.history["knn_top1"]
+    assert sorted(knn.values["knn_top1"]) == [2, 3]
+    assert sorted(collapse.values["effective_rank"]) == [1, 2, 3]
