@@ -226,6 +226,26 @@ def test_keras_round_trip_restores_outputs_and_targets(tmp_path, digits):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
 
 
+def test_augmentation_by_preset_name(tmp_path, digits):
+    x, _ = digits
+    model = make_model("simclr", augmentation="auto")
+    assert model.augmentation is None and model.augmentation_preset == "auto"
+    model.compile(optimizer="adam")
+    model.fit(x[:64], batch_size=32, epochs=1, verbose=0)
+    # Built for (8, 8, 1): the glyph preset, a layer of the model.
+    assert model.augmentation.name == "glyph_augmentation"
+    views = np.asarray(model.make_views(x[:4]))
+    assert views.shape == (4, 2, 8, 8, 1) and not np.allclose(views[:, 0], views[:, 1])
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    assert restored.get_config()["augmentation"] == "auto"
+    np.testing.assert_allclose(
+        restored.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), rtol=1e-5, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="unknown `augmentation` preset 'sepia'"):
+        make_model("simclr", augmentation="sepia")
+
+
 class _StopAfter(keras.callbacks.Callback):
     def __init__(self, epoch):
         super().__init__()

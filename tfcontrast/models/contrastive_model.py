@@ -59,8 +59,10 @@ class ContrastiveModel(keras.Model):
         algorithm: `"simclr"`, `"supcon"`, `"moco_v2"`, `"moco_v3"`, `"byol"`,
             `"simsiam"`, `"vicreg"`, `"barlow_twins"` or an `Algorithm` object.
         augmentation: a layer that augments a batch of images, applied once per view,
-            or a list of layers, one per view (asymmetric pairs such as BYOL's). `None`
-            when views come ready-made.
+            or a list of layers, one per view (asymmetric pairs such as BYOL's), or the
+            name of a preset (`"auto"`, `"glyphs"`, `"small_natural"`, `"natural"`,
+            `"none"`; see `tfcontrast.layers.augmentation.preset`), built for the image
+            shape when the model is built. `None` when views come ready-made.
         views: number of views made by `augmentation` (when it is a single layer).
         serve: `"backbone"` or `"projector"`: what `call` returns for images.
         view_batches: how the views of a step go through the backbone and heads.
@@ -139,6 +141,17 @@ class ContrastiveModel(keras.Model):
             augmentation = list(augmentation)
         if int(views) < 2:
             raise ValueError(f"ContrastiveModel: `views` must be >= 2; received {views}.")
+        self.augmentation_preset = None
+        if isinstance(augmentation, str):
+            from tfcontrast.layers import augmentation as augmentation_lib
+
+            if augmentation != "auto" and augmentation not in augmentation_lib.preset_names():
+                raise ValueError(
+                    f"ContrastiveModel: unknown `augmentation` preset {augmentation!r}; "
+                    f"expected 'auto' or one of {augmentation_lib.preset_names()}, or a layer."
+                )
+            # Built for the image shape in `build`.
+            self.augmentation_preset, augmentation = augmentation, None
         self.augmentation = augmentation
         self.views = int(views)
         self.serve = serve
@@ -155,6 +168,10 @@ class ContrastiveModel(keras.Model):
     def build(self, input_shape):
         image_shape = tuple(input_shape[-3:])
         self._image_shape = image_shape
+        if self.augmentation_preset is not None and self.augmentation is None:
+            from tfcontrast.layers import augmentation as augmentation_lib
+
+            self.augmentation = augmentation_lib.preset(self.augmentation_preset, image_shape)
         batch_shape = (None,) + image_shape
         if not self.backbone.built:
             self.backbone.build(batch_shape)
@@ -415,8 +432,8 @@ class ContrastiveModel(keras.Model):
                 "projector": ser(self.projector),
                 "predictor": None if self.predictor is None else ser(self.predictor),
                 "algorithm": ser(self.algorithm),
-                "augmentation": None
-                if augmentation is None
+                "augmentation": self.augmentation_preset
+                if self.augmentation_preset is not None or augmentation is None
                 else (
                     [ser(a) for a in augmentation]
                     if isinstance(augmentation, list)
@@ -439,6 +456,6 @@ class ContrastiveModel(keras.Model):
         augmentation = config.get("augmentation")
         if isinstance(augmentation, list):
             config["augmentation"] = [de(a) for a in augmentation]
-        elif augmentation is not None:
+        elif augmentation is not None and not isinstance(augmentation, str):
             config["augmentation"] = de(augmentation)
         return cls(**config)
