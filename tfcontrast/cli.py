@@ -420,9 +420,10 @@ def train():
         recipes.compile_model(model, recipe, len(x_train))
     print(note)
     print(
-        f"recipe: {recipe.algorithm} {recipe.options}, {recipe.backbone} backbone, "
-        f"{epochs} epochs of batch {recipe.batch_size}, learning rate {recipe.learning_rate}, "
-        f"serving the {recipe.serve} output"
+        f"recipe: {recipe.algorithm} {model.algorithm.get_config()}, {recipe.backbone} "
+        f"backbone, {epochs} epochs of batch {recipe.batch_size}, learning rate "
+        f"{recipe.learning_rate}, weight decay {recipe.weight_decay}, serving the "
+        f"{recipe.serve} output"
     )
     every = max(1, epochs // 5)
     monitors = [CollapseMonitor(x_test, every=every)]

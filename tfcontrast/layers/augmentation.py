@@ -1125,10 +1125,10 @@ def multi_crop_augmentation(
 
 
 def glyph_augmentation(
-    rotation: float = 10.0,
-    shear: float = 10.0,
-    scale=(0.85, 1.1),
-    translate: float = 0.1,
+    rotation: float = 15.0,
+    shear: float = 15.0,
+    scale=(0.8, 1.2),
+    translate: float = 0.15,
     seed: int | None = None,
 ) -> keras.Sequential:
     """Augmentation for glyphs: handwritten digits, characters, symbols, sketches.
@@ -1140,7 +1140,11 @@ def glyph_augmentation(
     strokes of a small glyph are a few pixels wide; a crop to 8% of the area, SimCLR's
     photo setting, keeps a stroke fragment that no longer tells the class).
 
-    The output has the input's size and channels (1 or 3).
+    The output has the input's size and channels (1 or 3). The default ranges (15 degrees
+    of rotation and shear, zoom 0.8-1.2, shifts of 15%) are those of the classic
+    handwriting augmentations; on a validation split of USPS they trained SimCLR
+    embeddings as good as or better than ranges two thirds as wide (10 degrees, 0.85-1.1,
+    10%), and better than a third wider, in `benchmarks/README.md`.
 
     Args:
         rotation, shear, scale, translate: the `RandomAffine` ranges.

@@ -65,8 +65,8 @@ class Recipe:
 
     algorithm: str = "simclr"
     options: dict = dataclasses.field(default_factory=dict)
-    backbone: str = "small_convnet"
-    width: int | None = None
+    backbone: str = "cifar_resnet18"
+    width: int | None = 8
     augmentation: str = "auto"
     hidden_dim: int = 256
     projection_dim: int = 64
