@@ -285,6 +285,18 @@ def test_supcon_without_labels_raises(digits):
         model.fit(x[:32], batch_size=32, epochs=1, verbose=0)
 
 
+@pytest.mark.parametrize("labels", [[0.2, 0.7, 1.2, 0.0], ["a", "b", "a", "b"]])
+def test_supcon_refuses_labels_that_are_not_integers(digits, labels):
+    x, _ = digits
+    model = make_model("supcon")
+    model.compile(optimizer="adam")
+    y = np.resize(np.asarray(labels), len(x))
+    with pytest.raises(ValueError, match="`y` must hold integer class labels"):
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    # Whole-valued floats are labels written as floats: accepted.
+    model.fit(x, np.arange(len(x)) % 3 * 1.0, batch_size=32, epochs=1, verbose=0)
+
+
 def test_missing_predictor_is_built_and_logged(caplog):
     with caplog.at_level(logging.INFO, logger="tfcontrast"):
         model = ContrastiveModel(
