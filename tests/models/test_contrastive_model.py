@@ -226,6 +226,38 @@ def test_keras_round_trip_restores_outputs_and_targets(tmp_path, digits):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("algorithm", ["moco_v2", "moco_v3", "byol"])
+def test_validation_and_evaluate_leave_training_state_alone(algorithm, digits):
+    x, _ = digits
+    views = noisy_views(x[:32], 0.1, seed=1)
+
+    def trained(validate):
+        model = make_model(algorithm)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        model.fit(
+            x[:64],
+            batch_size=32,
+            epochs=2,
+            verbose=0,
+            # Unshuffled: on the torch backend, iterating the validation data draws from
+            # the RNG that shuffles the next epoch's training batches.
+            shuffle=False,
+            validation_data=(views,) if validate else None,
+        )
+        return model
+
+    plain, validated = trained(False), trained(True)
+    assert int(keras.ops.convert_to_numpy(validated.momentum_step)) == 4  # 2 epochs x 2 steps
+    for a, b in zip(plain.weights, validated.weights):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path
+        )
+    state = [keras.ops.convert_to_numpy(w).copy() for w in validated.weights]
+    validated.evaluate(views, batch_size=16, verbose=0)
+    for before, w in zip(state, validated.weights):
+        np.testing.assert_array_equal(before, keras.ops.convert_to_numpy(w), err_msg=w.path)
+
+
 def test_augmentation_by_preset_name(tmp_path, digits):
     x, _ = digits
     model = make_model("simclr", augmentation="auto")

@@ -307,20 +307,22 @@ class ContrastiveModel(keras.Model):
             zip(self.target_projector.weights, self.projector.weights)
         )
 
-    def target_outputs(self, views):
+    def target_outputs(self, views, training=True):
         """Projections of `views` by the target network, without gradient.
 
         At the first training step the target is first set to a copy of the online
-        network.
+        network. With `training=False` (evaluation, validation) nothing changes: no copy,
+        and the target's BatchNorm layers use their moving statistics.
         """
-        # Tensors, not Variables: JAX >= 0.10 rejects Variables inside `jnp.where`.
-        ready = ops.convert_to_tensor(self.target_initialized)
-        for target, online in self._target_pairs():
-            current = ops.convert_to_tensor(target)
-            target.assign(ops.where(ready, current, ops.cast(online, target.dtype)))
-        self.target_initialized.assign(True)
+        if training:
+            # Tensors, not Variables: JAX >= 0.10 rejects Variables inside `jnp.where`.
+            ready = ops.convert_to_tensor(self.target_initialized)
+            for target, online in self._target_pairs():
+                current = ops.convert_to_tensor(target)
+                target.assign(ops.where(ready, current, ops.cast(online, target.dtype)))
+            self.target_initialized.assign(True)
         _, projection = self._encode_views(
-            views, self.target_backbone, self.target_projector, training=True
+            views, self.target_backbone, self.target_projector, training=training
         )
         return ops.stop_gradient(projection)
 
@@ -364,7 +366,9 @@ class ContrastiveModel(keras.Model):
                 f"ContrastiveModel: algorithm {self.algorithm.name!r} needs labels; call "
                 "`fit(x, y)` with integer class labels."
             )
-        loss = self.algorithm.compute_loss(self, y_pred, labels)
+        # State (queues, EMA targets, momentum steps) changes only in training steps:
+        # `evaluate` and validation pass training=False.
+        loss = self.algorithm.compute_loss(self, y_pred, labels, training=bool(training))
         for extra in self.losses:
             loss = loss + self._aggregate_additional_loss(extra)
         return loss

@@ -26,5 +26,5 @@ class BarlowTwins(Algorithm):
     def default_projector(self):
         return ProjectionHead(hidden_dims=(8192, 8192), output_dim=8192)
 
-    def compute_loss(self, model, outputs, labels):
+    def compute_loss(self, model, outputs, labels, training=True):
         return self.loss(None, outputs["projection"])

@@ -70,7 +70,7 @@ class Algorithm:
     def build(self, model, projection_dim: int):
         """Creates state kept on `model` (tracked, saved, updated in-graph)."""
 
-    def compute_loss(self, model, outputs: dict, labels):
+    def compute_loss(self, model, outputs: dict, labels, training: bool = True):
         """Returns the scalar loss.
 
         Args:
@@ -78,6 +78,8 @@ class Algorithm:
             outputs: dict with `"views"` `(B, V, H, W, C)`, `"features"` `(B, V, F)`,
                 `"projection"` `(B, V, P)` and, with a predictor, `"prediction"`.
             labels: int labels `(B,)` or `None`.
+            training: `False` in `evaluate` and validation: the loss must then leave
+                every state (queues, targets, counters) unchanged.
         """
         raise NotImplementedError
 

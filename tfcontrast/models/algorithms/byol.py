@@ -52,8 +52,9 @@ class BYOL(Algorithm):
     def default_predictor(self):
         return PredictionHead(hidden_dim=4096, output_dim=256)
 
-    def compute_loss(self, model, outputs, labels):
-        targets = model.target_outputs(outputs["views"])
+    def compute_loss(self, model, outputs, labels, training=True):
+        targets = model.target_outputs(outputs["views"], training=training)
         loss = symmetric_negative_cosine(self.loss, outputs["prediction"], targets)
-        model.update_target()
+        if training:
+            model.update_target()
         return loss

@@ -48,12 +48,17 @@ class MoCoV2(Algorithm):
         # The queue is a layer of the model: saved, restored and updated in-graph.
         model.queue = MemoryQueue(self.queue_size, projection_dim, name="key_queue")
         self.loss = InfoNCELoss(temperature=self.temperature, queue=model.queue)
+        # Evaluation reads the queue without enqueuing its keys.
+        self.eval_loss = InfoNCELoss(
+            temperature=self.temperature, queue=model.queue, update_queue=False
+        )
 
-    def compute_loss(self, model, outputs, labels):
+    def compute_loss(self, model, outputs, labels, training=True):
         query = outputs["projection"][:, 0]
-        key = model.target_outputs(outputs["views"][:, 1:2])[:, 0]
-        loss = self.loss(None, ops.stack([query, key], axis=1))
-        model.update_target()
+        key = model.target_outputs(outputs["views"][:, 1:2], training=training)[:, 0]
+        loss = (self.loss if training else self.eval_loss)(None, ops.stack([query, key], axis=1))
+        if training:
+            model.update_target()
         return loss
 
 
@@ -90,12 +95,13 @@ class MoCoV3(Algorithm):
     def default_predictor(self):
         return PredictionHead(hidden_dim=4096, output_dim=256)
 
-    def compute_loss(self, model, outputs, labels):
+    def compute_loss(self, model, outputs, labels, training=True):
         queries = outputs["prediction"]
-        keys = model.target_outputs(outputs["views"])
+        keys = model.target_outputs(outputs["views"], training=training)
         loss = 0.5 * (
             self.loss(None, ops.stack([queries[:, 0], keys[:, 1]], axis=1))
             + self.loss(None, ops.stack([queries[:, 1], keys[:, 0]], axis=1))
         )
-        model.update_target()
+        if training:
+            model.update_target()
         return 2.0 * self.temperature * loss

@@ -31,6 +31,6 @@ class SimSiam(Algorithm):
     def default_predictor(self):
         return PredictionHead(hidden_dim=512, output_dim=2048)
 
-    def compute_loss(self, model, outputs, labels):
+    def compute_loss(self, model, outputs, labels, training=True):
         targets = ops.stop_gradient(outputs["projection"])
         return symmetric_negative_cosine(self.loss, outputs["prediction"], targets)

@@ -25,5 +25,5 @@ class SupCon(Algorithm):
     def default_projector(self):
         return ProjectionHead(hidden_dims=(2048,), output_dim=128)
 
-    def compute_loss(self, model, outputs, labels):
+    def compute_loss(self, model, outputs, labels, training=True):
         return self.loss(labels, outputs["projection"])
