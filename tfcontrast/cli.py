@@ -42,7 +42,12 @@ flags.DEFINE_string(
 )
 # Training settings: unset (None) takes the algorithm's recipe default
 # (tfcontrast.models.recipes), chosen by measurement on a validation split.
-flags.DEFINE_string("backbone", None, "small_convnet or cifar_resnet18 (recipe default if unset).")
+flags.DEFINE_string(
+    "backbone",
+    None,
+    "auto (the default: a small-image ResNet-18, or a small ConvNet below 16 px), "
+    "cifar_resnet18 or small_convnet.",
+)
 flags.DEFINE_integer("width", None, "Base width of the backbone (recipe default if unset).")
 flags.DEFINE_string(
     "augmentation",
@@ -240,8 +245,10 @@ def make_recipe(algorithm="simclr", temperature=None, **settings):
             f"--algorithm: unknown {algorithm!r}; expected one of {algorithms.names()}."
         )
     backbone = settings.get("backbone")
-    if backbone is not None and backbone not in backbones.names():
-        raise UsageError(f"--backbone: unknown {backbone!r}; expected one of {backbones.names()}.")
+    if backbone is not None and backbone != "auto" and backbone not in backbones.names():
+        raise UsageError(
+            f"--backbone: unknown {backbone!r}; expected auto or one of {backbones.names()}."
+        )
     name = settings.get("augmentation")
     if name is not None and name != "auto" and name not in augmentation.preset_names():
         raise UsageError(
@@ -420,7 +427,7 @@ def train():
         recipes.compile_model(model, recipe, len(x_train))
     print(note)
     print(
-        f"recipe: {recipe.algorithm} {model.algorithm.get_config()}, {recipe.backbone} "
+        f"recipe: {recipe.algorithm} {model.algorithm.get_config()}, {model.backbone.name} "
         f"backbone, {epochs} epochs of batch {recipe.batch_size}, learning rate "
         f"{recipe.learning_rate}, weight decay {recipe.weight_decay}, serving the "
         f"{recipe.serve} output"

@@ -33,6 +33,21 @@ def test_every_algorithm_has_a_valid_recipe(name):
     assert out.shape[0] == 3 and (width is None or out.shape[1] == width)
 
 
+def test_backbone_follows_the_image_size():
+    assert recipes.choose_backbone((8, 8, 1))[0] == "small_convnet"
+    assert recipes.choose_backbone((16, 16, 1))[0] == "cifar_resnet18"
+    assert recipes.choose_backbone((32, 24, 3))[0] == "cifar_resnet18"
+    recipe = recipes.Recipe.for_algorithm("simclr")
+    small, note = recipes.build_model(recipe, (8, 8, 1))
+    assert small.backbone.name == "small_convnet" and "backbone: small_convnet" in note
+    large, _ = recipes.build_model(recipe, (16, 16, 1))
+    assert large.backbone.name == "cifar_resnet18"
+    # The recipe's width for the chosen backbone: 8 * 8 = 64 features from the ResNet.
+    assert large.backbone.output_shape[-1] == 8 * recipes.RECIPE_WIDTHS["cifar_resnet18"]
+    wide, _ = recipes.build_model(recipe.replace(width=16), (16, 16, 1))
+    assert wide.backbone.output_shape[-1] == 8 * 16
+
+
 def test_epochs_follow_the_step_budget_within_bounds():
     recipe = recipes.Recipe(batch_size=100, steps=1000, min_epochs=5, max_epochs=50)
     assert recipe.epochs_for(1000) == 50  # 10 steps an epoch: 100 epochs, capped at 50
