@@ -53,7 +53,8 @@ class Recipe:
             `RECIPE_WIDTHS`, else the backbone's own default).
         augmentation: an augmentation preset name or `"auto"`
             (`tfcontrast.layers.augmentation.preset_names()`).
-        hidden_dim: hidden width of the projection (and prediction) head.
+        hidden_dim: hidden width of the projection (and prediction) head; the heads keep
+            the algorithm's depth and BatchNorm placement at this width.
         projection_dim: output width of the projection head.
         learning_rate: peak learning rate of AdamW (5% linear warm-up, cosine decay).
         weight_decay: AdamW's decoupled weight decay.
@@ -180,6 +181,33 @@ def choose_backbone(image_shape) -> tuple[str, str]:
     )
 
 
+def _projector(algorithm, recipe):
+    """The algorithm's projector shape (depth, BatchNorm after the hidden layers and the
+    output) at the recipe's widths: SimSiam, MoCo v3 and Barlow Twins rely on their
+    BatchNorm placements to avoid collapse, whatever the width."""
+    from tfcontrast.layers import ProjectionHead
+
+    config = algorithm.default_projector().get_config()
+    config.update(
+        hidden_dims=[recipe.hidden_dim] * len(config["hidden_dims"]),
+        output_dim=recipe.projection_dim,
+    )
+    config.pop("name", None)
+    return ProjectionHead.from_config(config)
+
+
+def _predictor(algorithm, recipe):
+    """The algorithm's predictor at the recipe's widths; a bottleneck predictor (SimSiam's
+    512 for 2048) keeps its ratio."""
+    from tfcontrast.layers import PredictionHead
+
+    paper = algorithm.default_predictor()
+    hidden = recipe.hidden_dim
+    if paper.hidden_dim < paper.output_dim:
+        hidden = max(8, recipe.projection_dim * paper.hidden_dim // paper.output_dim)
+    return PredictionHead(hidden, recipe.projection_dim)
+
+
 def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None):
     """The `ContrastiveModel` of `recipe` for images of `image_shape` `(H, W, C)`.
 
@@ -194,7 +222,6 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None):
         `(model, note)`: the model and lines saying which augmentation preset (and, for
         `backbone="auto"`, which backbone) it uses and why.
     """
-    from tfcontrast.layers import PredictionHead, ProjectionHead
     from tfcontrast.layers import augmentation as augmentation_lib
     from tfcontrast.models.contrastive_model import ContrastiveModel
 
@@ -216,12 +243,8 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None):
     backbone_kwargs = {} if width is None else {"width": width}
     model = ContrastiveModel(
         backbones_lib.get(backbone, image_shape, **backbone_kwargs),
-        projector=ProjectionHead((recipe.hidden_dim,), recipe.projection_dim),
-        predictor=(
-            PredictionHead(recipe.hidden_dim, recipe.projection_dim)
-            if algorithm.uses_predictor
-            else None
-        ),
+        projector=_projector(algorithm, recipe),
+        predictor=_predictor(algorithm, recipe) if algorithm.uses_predictor else None,
         algorithm=algorithm,
         augmentation=augment,
         serve=recipe.serve,

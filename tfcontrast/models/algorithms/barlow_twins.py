@@ -14,7 +14,8 @@ class BarlowTwins(Algorithm):
 
     name = "barlow_twins"
     # lambda scales the off-diagonal term with the projection width: 5e-3 is the paper's
-    # for 8192 dimensions; the recipes' 64-d projections take 0.02 (bench_ssl_digits).
+    # for 8192 dimensions; the recipes' 64-d projections take 0.02 (chosen on the digits by
+    # benchmarks/bench_ssl_digits.py, before the recipes: see commit 258a2ea).
     recipe_defaults = {"options": {"lambda_": 0.02}}
 
     def __init__(self, lambda_: float = 5e-3):

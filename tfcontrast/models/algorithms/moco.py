@@ -29,7 +29,8 @@ class MoCoV2(Algorithm):
     name = "moco_v2"
     # Small data, short runs: a queue shorter than the data set (4096 would hold several
     # stale copies of every digit of a 1,257-image set as negatives) and a faster EMA,
-    # since 0.999 barely moves the keys in a few thousand steps (bench_ssl_digits).
+    # since 0.999 barely moves the keys in a few thousand steps (chosen on the digits by
+    # benchmarks/bench_ssl_digits.py, before the recipes: see commit 258a2ea).
     recipe_defaults = {"options": {"temperature": 0.2, "queue_size": 1024, "momentum": 0.99}}
 
     def __init__(self, temperature: float = 0.2, queue_size: int = 65536, momentum: float = 0.999):
