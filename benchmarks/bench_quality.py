@@ -187,7 +187,7 @@ def main(argv=None):
                 "cpu_seconds": round(cpu, 1),
                 **scores(emb[0], y, emb[1], y_eval),
             }
-            if row in algorithms.names():  # the other representation, for the serve choice
+            if row in algorithms.names() and args.split == "val":  # for the serve choice
                 other = "projector" if recipe.serve == "backbone" else "backbone"
                 record[f"{other}_scores"] = scores(
                     embed(model, recipe, x, other), y, embed(model, recipe, x_eval, other), y_eval
