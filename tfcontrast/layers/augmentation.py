@@ -1144,7 +1144,8 @@ def glyph_augmentation(
     of rotation and shear, zoom 0.8-1.2, shifts of 15%) are those of the classic
     handwriting augmentations; on a validation split of USPS they trained SimCLR
     embeddings as good as or better than ranges two thirds as wide (10 degrees, 0.85-1.1,
-    10%), and better than a third wider, in `benchmarks/README.md`.
+    10%); a third wider (20 degrees) tied on the backbone and lost on the projector
+    (`benchmarks/README.md`).
 
     Args:
         rotation, shear, scale, translate: the `RandomAffine` ranges.
