@@ -90,8 +90,7 @@ def train(row: str, recipe, x, y, seed: int):
     model = keras.Sequential(
         [keras.Input(x.shape[1:]), contrastive.augmentation, contrastive.backbone]
     )
-    recipes.compile_model(model, recipe, len(x))
-    model.compile(optimizer=model.optimizer, loss=_metric_loss(row))
+    model.compile(optimizer=recipes.optimizer(recipe, len(x)), loss=_metric_loss(row))
     model.fit(x, y, batch_size=recipe.batch_size, epochs=recipe.epochs_for(len(x)), verbose=0)
     return model, note
 

@@ -266,13 +266,6 @@ def make_recipe(algorithm="simclr", temperature=None, **settings):
         raise UsageError(f"{flag}: {error}") from None
 
 
-def build_model(image_shape, recipe, seed=0, sample=None):
-    """The ContrastiveModel `tfcontrast train` trains, and a line about its augmentation."""
-    from tfcontrast.models import recipes
-
-    return recipes.build_model(recipe, image_shape, seed=seed, sample=sample)
-
-
 def _strategy(name):
     import tensorflow as tf
 
@@ -396,7 +389,7 @@ def train():
     import keras
 
     from tfcontrast.evaluation import plots
-    from tfcontrast.models import recipes
+    from tfcontrast.models import algorithms, recipes
     from tfcontrast.models.callbacks import CollapseMonitor, KNNMonitor
 
     recipe = _check_flags()
@@ -411,7 +404,7 @@ def train():
         FLAGS.data, FLAGS.image_size, FLAGS.max_examples, FLAGS.test_fraction, FLAGS.seed
     )
     labelled = y_train is not None and y_test is not None
-    if recipe.algorithm in _labelled_algorithms() and y_train is None:
+    if algorithms.get(recipe.algorithm).needs_labels and y_train is None:
         raise UsageError(f"--algorithm={recipe.algorithm} needs labels; --data has none.")
     epochs = recipe.epochs_for(len(x_train))
     print(
@@ -423,7 +416,9 @@ def train():
         json.dump({**settings, "recipe": recipe.to_dict()}, f, indent=2)
     strategy = _strategy(FLAGS.strategy)
     with strategy.scope():
-        model, note = build_model(x_train.shape[1:], recipe, FLAGS.seed, sample=x_train)
+        model, note = recipes.build_model(
+            recipe, x_train.shape[1:], seed=FLAGS.seed, sample=x_train
+        )
         recipes.compile_model(model, recipe, len(x_train))
     print(note)
     print(
@@ -494,12 +489,6 @@ def train():
         json.dump(metrics, f, indent=2)
     print(f"run directory: {run_dir}")
     return metrics
-
-
-def _labelled_algorithms():
-    from tfcontrast.models import algorithms
-
-    return [name for name in algorithms.names() if algorithms.get(name).needs_labels]
 
 
 def _history_by_epoch(csv_path, monitors):

@@ -88,3 +88,13 @@ def test_compile_and_fit_follow_the_recipe():
     # The warm-up cosine schedule spans exactly those steps: it has decayed to ~0.
     final = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     assert final < 0.1 * recipe.learning_rate
+
+
+def test_optimizer_schedule_spans_the_run():
+    recipe = recipes.Recipe.for_algorithm("simclr", epochs=4, batch_size=10, weight_decay=0.01)
+    opt = recipes.optimizer(recipe, 35)  # 4 steps an epoch, 16 steps in all
+    assert isinstance(opt, keras.optimizers.AdamW) and opt.weight_decay == 0.01
+    schedule = opt._learning_rate
+    peak = max(float(keras.ops.convert_to_numpy(schedule(step))) for step in range(17))
+    assert abs(peak - recipe.learning_rate) < 1e-6
+    assert float(keras.ops.convert_to_numpy(schedule(16))) < 0.1 * recipe.learning_rate

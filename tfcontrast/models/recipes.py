@@ -252,15 +252,27 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None):
     return model, note
 
 
-def compile_model(model, recipe: Recipe, num_examples: int) -> None:
-    """Compiles `model` with the recipe's AdamW and warm-up cosine schedule."""
+def optimizer(recipe: Recipe, num_examples: int):
+    """The recipe's AdamW with its warm-up cosine schedule over the run's steps.
+
+    For models the recipe does not build, e.g. a plain Keras model with a metric loss:
+
+    ```python
+    model.compile(optimizer=recipes.optimizer(recipe, len(x)), loss=TripletLoss())
+    ```
+    """
     import keras
 
     from tfcontrast.optimizers import warmup_cosine_decay
 
     steps = recipe.steps_per_epoch(num_examples) * recipe.epochs_for(num_examples)
     schedule = warmup_cosine_decay(recipe.learning_rate, steps, warmup_steps=max(1, steps // 20))
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay))
+    return keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay)
+
+
+def compile_model(model, recipe: Recipe, num_examples: int) -> None:
+    """Compiles `model` with the recipe's `optimizer`."""
+    model.compile(optimizer=optimizer(recipe, num_examples))
 
 
 def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0):
@@ -276,4 +288,12 @@ def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0):
     )
 
 
-__all__ = ["RECIPE_WIDTHS", "Recipe", "build_model", "choose_backbone", "compile_model", "fit"]
+__all__ = [
+    "RECIPE_WIDTHS",
+    "Recipe",
+    "build_model",
+    "choose_backbone",
+    "compile_model",
+    "fit",
+    "optimizer",
+]
