@@ -23,6 +23,13 @@ from tfcontrast.layers.normalization import FusedBatchNormalization
 
 
 def _conv_bn(x, filters, kernel, stride, name):
+    if kernel == 1 and stride > 1:
+        # A strided 1x1 convolution reads every `stride`-th pixel: subsample, then
+        # convolve at stride 1 (the same function and weights). TensorFlow 2.21's oneDNN
+        # kernel for the strided 1x1 gradient corrupts memory on some odd batch sizes
+        # (a ResNet shortcut at batch 123 kills the process); this form avoids it.
+        x = layers.MaxPooling2D(1, strides=stride, name=f"{name}_subsample")(x)
+        stride = 1
     x = layers.Conv2D(
         filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv"
     )(x)
