@@ -166,3 +166,88 @@ def test_faiss_backend_matches_exact(rng, metric, tmp_path):
     assert loaded.backend == "faiss"
     np.testing.assert_array_equal(loaded.search(queries, k=6).indices, b.indices)
     np.testing.assert_allclose(loaded.embeddings, fast.embeddings)
+
+
+# ----------------------------------------------------------------------------- load checks
+def _saved(rng, tmp_path, **add_kwargs):
+    base = rng.standard_normal((20, 4)).astype("float32")
+    index = Index(metric="l2").add(base, **add_kwargs)
+    return index.save(str(tmp_path / "idx"))
+
+
+def _rewrite_meta(path, **changes):
+    meta_path = os.path.join(path, "index.json")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    meta.update(changes)
+    with open(meta_path, "w") as f:
+        json.dump(meta, f)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.1, 0.0])
+def test_load_truncated_arrays_file_names_it(rng, tmp_path, keep):
+    path = _saved(rng, tmp_path, labels=np.arange(20) % 3)
+    npz = os.path.join(path, "arrays.npz")
+    with open(npz, "rb") as f:
+        data = f.read()
+    with open(npz, "wb") as f:
+        f.write(data[: int(len(data) * keep)])
+    with pytest.raises(ValueError, match=r"arrays\.npz"):
+        Index.load(path)
+
+
+@pytest.mark.parametrize(
+    "content", ['{"format": "tfcontrast.retrieval.Index", "conf', "", "[1, 2]"]
+)
+def test_load_truncated_or_invalid_json_names_it(rng, tmp_path, content):
+    path = _saved(rng, tmp_path)
+    with open(os.path.join(path, "index.json"), "w") as f:
+        f.write(content)
+    with pytest.raises(ValueError, match=r"index\.json"):
+        Index.load(path)
+
+
+def test_load_missing_arrays_file(rng, tmp_path):
+    path = _saved(rng, tmp_path)
+    os.remove(os.path.join(path, "arrays.npz"))
+    with pytest.raises(ValueError, match=r"arrays\.npz"):
+        Index.load(path)
+
+
+def test_load_rows_disagreeing_with_recorded_size(rng, tmp_path):
+    # The audit's case: 5 stored rows in an index.json that says size=20.
+    base = rng.standard_normal((5, 4)).astype("float32")
+    path = Index(metric="l2").add(base).save(str(tmp_path / "idx"))
+    _rewrite_meta(path, size=20)
+    with pytest.raises(ValueError, match=r"arrays\.npz.*5 rows.*size.*20"):
+        Index.load(path)
+
+
+@pytest.mark.parametrize(
+    "changes, pattern",
+    [
+        ({"dim": 7}, r"arrays\.npz.*dimension"),
+        ({"size": -1}, r"index\.json.*size"),
+        ({"size": "20"}, r"index\.json.*size"),
+        ({"dim": None}, r"index\.json.*dim"),
+        ({"payloads": [{"id": 1}] * 3}, r"index\.json.*payloads.*20"),
+        ({"config": {"metric": "hamming"}}, r"index\.json.*metric"),
+        ({"config": None}, r"index\.json.*config"),
+        ({"has_labels": True}, r"arrays\.npz.*labels"),
+        ({"version": 99}, r"index\.json.*version"),
+    ],
+)
+def test_load_inconsistent_metadata(rng, tmp_path, changes, pattern):
+    path = _saved(rng, tmp_path)
+    _rewrite_meta(path, **changes)
+    with pytest.raises(ValueError, match=pattern):
+        Index.load(path)
+
+
+def test_load_label_count_disagreeing_with_size(rng, tmp_path):
+    path = _saved(rng, tmp_path, labels=np.arange(20))
+    arrays = dict(np.load(os.path.join(path, "arrays.npz")))
+    arrays["labels"] = arrays["labels"][:12]
+    np.savez(os.path.join(path, "arrays.npz"), **arrays)
+    with pytest.raises(ValueError, match=r"arrays\.npz.*12 labels.*20"):
+        Index.load(path)

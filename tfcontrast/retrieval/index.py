@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -486,26 +488,32 @@ class Index:
 
     @classmethod
     def load(cls, path: str) -> Index:
-        """Loads an index written by `save`."""
+        """Loads an index written by `save`.
+
+        The files are checked, not trusted: a missing, truncated or invalid
+        `index.json` / `arrays.npz`, or stored arrays that disagree with the recorded
+        size, dimension or labels, raise a `ValueError` naming the file and what was
+        expected.
+        """
         meta_path = os.path.join(path, "index.json")
         if not os.path.exists(meta_path):
             raise ValueError(f"Index.load: no index.json in `path`={path!r}.")
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-        if meta.get("format") != "tfcontrast.retrieval.Index":
-            raise ValueError(f"Index.load: {meta_path} is not a tfcontrast index.")
-        index = cls(**meta["config"])
-        index.dim = meta["dim"]
-        index._size = int(meta["size"])
-        with np.load(os.path.join(path, "arrays.npz"), allow_pickle=False) as data:
-            if index.backend == "faiss":
-                if "faiss_index" in data:
-                    faiss = _import_faiss()
-                    index._faiss = faiss.deserialize_index(data["faiss_index"])
-            elif index._size:
-                index._chunks = [np.ascontiguousarray(data["embeddings"], dtype=np.float32)]
-            if meta["has_labels"]:
-                index._labels = [data["labels"]]
+        meta = _read_meta(meta_path)
+        try:
+            index = cls(**meta["config"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"Index.load: {meta_path} has an invalid `config`: {err}") from err
+        index.dim, index._size = meta["dim"], meta["size"]
+        arrays = _read_arrays(os.path.join(path, "arrays.npz"))
+        _check_arrays(arrays, meta, index.backend, os.path.join(path, "arrays.npz"))
+        if index.backend == "faiss":
+            if "faiss_index" in arrays:
+                index._faiss = _import_faiss().deserialize_index(arrays["faiss_index"])
+                _check_faiss(index._faiss, meta, os.path.join(path, "arrays.npz"))
+        elif index._size:
+            index._chunks = [np.ascontiguousarray(arrays["embeddings"], dtype=np.float32)]
+        if meta["has_labels"]:
+            index._labels = [arrays["labels"]]
         index._payloads = meta["payloads"]
         return index
 
@@ -513,4 +521,112 @@ class Index:
         return (
             f"Index(metric={self.metric!r}, backend={self.backend!r}, size={self._size}, "
             f"dim={self.dim})"
+        )
+
+
+# ---------------------------------------------------------------------- load checks
+def _read_meta(meta_path: str) -> dict[str, Any]:
+    """Reads and checks `index.json`; raises ValueError naming it and the fault."""
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"Index.load: {meta_path} is not valid JSON (truncated or corrupted?): {err}"
+        ) from err
+    if not isinstance(meta, dict) or meta.get("format") != "tfcontrast.retrieval.Index":
+        raise ValueError(f"Index.load: {meta_path} is not a tfcontrast index.")
+
+    def bad(key: str, expected: str):
+        return ValueError(
+            f"Index.load: {meta_path}: `{key}` must be {expected}; found {meta.get(key)!r}."
+        )
+
+    if meta.get("version") != _FORMAT_VERSION:
+        raise bad("version", f"{_FORMAT_VERSION} (this tfcontrast's index format)")
+    if not isinstance(meta.get("config"), dict):
+        raise bad("config", "a dict of Index arguments")
+    size = meta.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise bad("size", "an int >= 0")
+    dim = meta.get("dim")
+    if size and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+        raise bad("dim", "a positive int for a non-empty index")
+    if not isinstance(meta.get("has_labels"), bool):
+        raise bad("has_labels", "true or false")
+    payloads = meta.get("payloads")
+    if payloads is not None and (not isinstance(payloads, list) or len(payloads) != size):
+        count = len(payloads) if isinstance(payloads, list) else type(payloads).__name__
+        raise ValueError(
+            f"Index.load: {meta_path}: `payloads` must be null or a list of one entry per "
+            f"row (size {size}); found {count}."
+        )
+    return meta
+
+
+def _read_arrays(npz_path: str) -> dict[str, np.ndarray]:
+    """Reads every array of `arrays.npz`; raises ValueError naming it if unreadable."""
+    if not os.path.exists(npz_path):
+        raise ValueError(
+            f"Index.load: {npz_path} is missing (an index is index.json + arrays.npz)."
+        )
+    try:
+        with np.load(npz_path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ValueError("not an .npz archive")
+            return {name: data[name] for name in data.files}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as err:
+        # A truncated .npz fails as BadZipFile, EOFError or a pickle refusal, by where
+        # it was cut; users need to know which file is broken, not which reader failed.
+        raise ValueError(
+            f"Index.load: {npz_path} cannot be read (truncated or corrupted?): {err}"
+        ) from err
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any], backend: str, npz_path: str):
+    """Stored rows and labels must agree with the size and dimension in index.json."""
+    size, dim = meta["size"], meta["dim"]
+    if backend == "faiss" and size and "faiss_index" not in arrays:
+        raise ValueError(
+            f"Index.load: {npz_path} has no `faiss_index` array; index.json records size={size}."
+        )
+    if backend != "faiss" and size:
+        emb = arrays.get("embeddings")
+        if emb is None:
+            raise ValueError(
+                f"Index.load: {npz_path} has no `embeddings` array; index.json records size={size}."
+            )
+        if emb.ndim != 2 or emb.shape[0] != size:
+            raise ValueError(
+                f"Index.load: {npz_path} stores {emb.shape[0] if emb.ndim else 0} rows "
+                f"(shape {emb.shape}) but index.json records size={size}."
+            )
+        if emb.shape[1] != dim:
+            raise ValueError(
+                f"Index.load: {npz_path} stores embeddings of dimension {emb.shape[1]} but "
+                f"index.json records dim={dim}."
+            )
+        if not np.issubdtype(emb.dtype, np.floating):
+            raise ValueError(
+                f"Index.load: {npz_path}: `embeddings` must be floats; found {emb.dtype}."
+            )
+    if meta["has_labels"]:
+        labels = arrays.get("labels")
+        if labels is None:
+            raise ValueError(
+                f"Index.load: {npz_path} has no `labels` array; index.json records labels."
+            )
+        if labels.shape != (size,):
+            raise ValueError(
+                f"Index.load: {npz_path} stores {labels.size} labels (shape {labels.shape}) "
+                f"but index.json records size={size}."
+            )
+
+
+def _check_faiss(faiss_index, meta: dict[str, Any], npz_path: str) -> None:
+    if faiss_index.ntotal != meta["size"] or faiss_index.d != meta["dim"]:
+        raise ValueError(
+            f"Index.load: {npz_path} holds a FAISS index of {faiss_index.ntotal} rows of "
+            f"dimension {faiss_index.d} but index.json records size={meta['size']}, "
+            f"dim={meta['dim']}."
         )
