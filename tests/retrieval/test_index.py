@@ -251,3 +251,37 @@ def test_load_label_count_disagreeing_with_size(rng, tmp_path):
     np.savez(os.path.join(path, "arrays.npz"), **arrays)
     with pytest.raises(ValueError, match=r"arrays\.npz.*12 labels.*20"):
         Index.load(path)
+
+
+# ----------------------------------------------------------------------------- non-finite input
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_rows_are_refused(rng, metric, bad):
+    base = rng.standard_normal((10, 4)).astype("float32")
+    base[7, 2] = bad
+    index = Index(metric=metric)
+    with pytest.raises(ValueError, match=r"`embeddings`.*row 7"):
+        index.add(base)
+    assert len(index) == 0  # nothing half-added
+    index.add(base[:7])
+    queries = rng.standard_normal((3, 4)).astype("float32")
+    queries[1, 0] = bad
+    with pytest.raises(ValueError, match=r"`queries`.*row 1"):
+        index.search(queries, k=2)
+    with pytest.raises(ValueError, match=r"`queries`"):
+        index.search(queries[1], k=2)  # a single (D,) vector too
+
+
+def test_values_beyond_float32_are_refused():
+    # 1e39 is finite in float64 but inf once stored as float32.
+    with pytest.raises(ValueError, match=r"`embeddings`.*non-finite"):
+        Index().add(np.array([[1.0, 1e39]]))
+
+
+def test_load_refuses_non_finite_stored_rows(rng, tmp_path):
+    path = _saved(rng, tmp_path)
+    arrays = dict(np.load(os.path.join(path, "arrays.npz")))
+    arrays["embeddings"][3, 1] = np.nan
+    np.savez(os.path.join(path, "arrays.npz"), **arrays)
+    with pytest.raises(ValueError, match=r"arrays\.npz.*non-finite.*row 3"):
+        Index.load(path)

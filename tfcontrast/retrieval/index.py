@@ -82,7 +82,22 @@ def _as_matrix(x, name: str) -> np.ndarray:
         raise ValueError(f"`{name}` must have shape (N, D); received shape {arr.shape}.")
     if not np.issubdtype(arr.dtype, np.number):
         raise ValueError(f"`{name}` must be numeric; received dtype {arr.dtype}.")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused below
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+    _check_finite(arr, f"`{name}`")
+    return arr
+
+
+def _check_finite(x: np.ndarray, what: str) -> None:
+    """Refuses NaN / inf rows: they would take top-k slots or give NaN scores."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(
+            f"{what} has non-finite values (NaN or inf) in {rows.size} row(s), the first "
+            f"in row {rows[0]}; they cannot be ranked: remove or fix them (float32 holds "
+            "magnitudes up to 3.4e38)."
+        )
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
@@ -299,7 +314,8 @@ class Index:
 
         Labels and payloads must be given on every `add` call or on none of them.
         Payloads must be JSON-serialisable (they are saved as JSON, never pickled).
-        Returns the index, so calls can be chained.
+        Rows with NaN or inf (also values beyond float32's range) raise a `ValueError`
+        and nothing is added. Returns the index, so calls can be chained.
         """
         x = _as_matrix(embeddings, "embeddings")
         n = x.shape[0]
@@ -364,7 +380,8 @@ class Index:
         """Returns the `k` nearest indexed embeddings of each query, best first.
 
         Args:
-            queries: `(Q, D)` array or tensor (a single `(D,)` vector is accepted).
+            queries: `(Q, D)` array or tensor (a single `(D,)` vector is accepted);
+                NaN or inf values raise a `ValueError`.
             k: neighbours per query, `1 <= k <= len(index)`.
             exclude_self: leave-one-out when the queries are all the indexed
                 embeddings in insertion order (query `i` never returns index row `i`).
@@ -610,6 +627,7 @@ def _check_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any], backend: 
             raise ValueError(
                 f"Index.load: {npz_path}: `embeddings` must be floats; found {emb.dtype}."
             )
+        _check_finite(emb, f"Index.load: {npz_path}: `embeddings`")
     if meta["has_labels"]:
         labels = arrays.get("labels")
         if labels is None:
