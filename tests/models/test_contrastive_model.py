@@ -121,24 +121,38 @@ def test_view_batches_set_the_batchnorm_batch(algorithm, digits):
 
 
 @pytest.mark.parametrize("mode", ["joint", "per_view"])
-def test_target_outputs_do_not_depend_on_the_view_batches(mode, digits):
-    # The frozen target networks run their BatchNorm on moving statistics, so their
-    # outputs are the same whether the views go in one batch or one batch per view,
-    # and equal to the target networks applied directly.
+def test_target_normalises_with_batch_statistics_in_training(mode, digits):
+    # As in the reference BYOL and MoCo code, the momentum encoder's BatchNorm uses the
+    # batch's statistics in training steps (per view batch); evaluation uses the moving
+    # statistics. At the first step the target is a copy of the online network, so its
+    # training projection equals the online one computed the same way.
     x, _ = digits
-    views = noisy_views(x[:16], 0.3, seed=1)
+    views = noisy_views(x[:16], 0.3, seed=1) * 3.0 + 1.0  # far from BatchNorm's init stats
     model = make_model("byol", augmentation=None, view_batches=mode)
     model.build(views.shape)
-    got = keras.ops.convert_to_numpy(model.target_outputs(views))
+    got = keras.ops.convert_to_numpy(model.target_outputs(views, training=True))
+    assert not any(v.trainable for v in model.target_backbone.weights)
+
+    def online(images, training):
+        features = model.backbone(images, training=training)
+        return keras.ops.convert_to_numpy(model.projector(features, training=training))
+
+    if mode == "joint":
+        expected = online(views.reshape((32, 8, 8, 1)), True).reshape((16, 2, -1))
+    else:
+        expected = np.stack([online(views[:, v], True) for v in range(2)], 1)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    # Evaluation: moving statistics, the same whatever the view batches.
+    frozen = keras.ops.convert_to_numpy(model.target_outputs(views, training=False))
 
     def target(images):
-        features = model.target_backbone(images, training=True)
-        return keras.ops.convert_to_numpy(model.target_projector(features, training=True))
+        features = model.target_backbone(images, training=False)
+        return keras.ops.convert_to_numpy(model.target_projector(features, training=False))
 
-    joint = target(views.reshape((32, 8, 8, 1))).reshape((16, 2, -1))
-    per_view = np.stack([target(views[:, v]) for v in range(2)], 1)
-    np.testing.assert_allclose(got, joint, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(got, per_view, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        frozen, target(views.reshape((32, 8, 8, 1))).reshape((16, 2, -1)), rtol=1e-4, atol=1e-5
+    )
+    assert not np.allclose(frozen, got, atol=1e-2)
 
 
 def test_configs_without_view_batches_load_as_joint():

@@ -205,8 +205,14 @@ class ContrastiveModel(keras.Model):
             self.target_projector = _clone_frozen(self.projector, "projector")
             self.target_backbone.build(batch_shape)
             self.target_projector.build(feature_shape)
-            self.target_backbone.trainable = False
-            self.target_projector.trainable = False
+            for network in (self.target_backbone, self.target_projector):
+                # Frozen weights, but not frozen layers: in training steps the target's
+                # BatchNorm normalises with the batch's statistics, as the momentum
+                # encoders of BYOL, MoCo and MoCo v3 do. (`network.trainable = False`
+                # would switch Keras' BatchNorm to its moving averages, which lag behind
+                # the EMA weights; BYOL collapsed on them.)
+                for variable in network.trainable_weights:
+                    variable.trainable = False
             # `build` may run while tracing, where weights cannot be copied; the copy
             # happens in-graph at the first training step instead (see `target_outputs`).
             self.target_initialized = keras.Variable(
@@ -311,8 +317,10 @@ class ContrastiveModel(keras.Model):
         """Projections of `views` by the target network, without gradient.
 
         At the first training step the target is first set to a copy of the online
-        network. With `training=False` (evaluation, validation) nothing changes: no copy,
-        and the target's BatchNorm layers use their moving statistics.
+        network. In training steps its BatchNorm layers normalise with the batch's
+        statistics (per view with `view_batches="per_view"`). With `training=False`
+        (evaluation, validation) nothing changes: no copy, and BatchNorm uses the moving
+        statistics.
         """
         if training:
             # Tensors, not Variables: JAX >= 0.10 rejects Variables inside `jnp.where`.
