@@ -124,7 +124,8 @@ def _npz_splits(path):
     x_train, y_train, x_test, y_test (then the test arrays are not None)."""
     import numpy as np
 
-    from tfcontrast.data.loaders import images_to_float, labels_to_int
+    from tfcontrast._checks import integer_labels
+    from tfcontrast.data.loaders import images_to_float
 
     with np.load(path, allow_pickle=False) as arrays:
         files = set(arrays.files)
@@ -144,7 +145,7 @@ def _npz_splits(path):
                 continue
             x = images_to_float(arrays[x_key], "--data", x_key)
             y = arrays[y_key] if y_key in files else None
-            out += [x, None if y is None else labels_to_int(y, len(x), "--data", y_key)]
+            out += [x, None if y is None else integer_labels(y, "--data", y_key, n=len(x))]
     return out
 
 
@@ -237,33 +238,14 @@ RECIPE_FLAGS = (
 
 def make_recipe(algorithm="simclr", temperature=None, **settings):
     """The recipe of `algorithm` with the flags that were set (a UsageError names a bad one)."""
-    from tfcontrast.layers import augmentation
-    from tfcontrast.models import algorithms, backbones, recipes
+    from tfcontrast.models import recipes
 
-    if algorithm not in algorithms.names():
-        raise UsageError(
-            f"--algorithm: unknown {algorithm!r}; expected one of {algorithms.names()}."
-        )
-    backbone = settings.get("backbone")
-    if backbone is not None and backbone != "auto" and backbone not in backbones.names():
-        raise UsageError(
-            f"--backbone: unknown {backbone!r}; expected auto or one of {backbones.names()}."
-        )
-    name = settings.get("augmentation")
-    if name is not None and name != "auto" and name not in augmentation.preset_names():
-        raise UsageError(
-            f"--augmentation: unknown {name!r}; expected auto or one of "
-            f"{augmentation.preset_names()}."
-        )
     options = {} if temperature is None else {"temperature": temperature}
     try:
         return recipes.Recipe.for_algorithm(algorithm, options=options, **settings)
-    except ValueError as error:
-        flag = "--temperature" if "option 'temperature'" in str(error) else "--algorithm"
-        for key in settings:
-            if f"`{key}`" in str(error):
-                flag = f"--{key}"
-        raise UsageError(f"{flag}: {error}") from None
+    except recipes.RecipeError as error:
+        # Recipe settings are flags of the same name; algorithm options are flags too.
+        raise UsageError(f"--{error.setting.removeprefix('options.')}: {error}") from None
 
 
 def _strategy(name):

@@ -57,23 +57,35 @@ def test_epochs_follow_the_step_budget_within_bounds():
 
 
 @pytest.mark.parametrize(
-    "make, match",
+    "make, setting, match",
     [
-        (lambda: recipes.Recipe.for_algorithm("nope"), "Unknown `algorithm`"),
+        (lambda: recipes.Recipe.for_algorithm("nope"), "algorithm", "Unknown `algorithm`"),
         (
             lambda: recipes.Recipe.for_algorithm("byol", options={"temperature": 0.1}),
+            "options.temperature",
             "option 'temperature'",
         ),
-        (lambda: recipes.Recipe.for_algorithm("simclr", backbone="vgg"), "`backbone`"),
-        (lambda: recipes.Recipe.for_algorithm("simclr", epochs=0), "`epochs`"),
-        (lambda: recipes.Recipe.for_algorithm("simclr", learning_rate=-1.0), "`learning_rate`"),
-        (lambda: recipes.Recipe.for_algorithm("simclr", serve="head"), "`serve`"),
-        (lambda: recipes.Recipe.for_algorithm("simclr", colour=True), "unknown setting"),
+        (lambda: recipes.Recipe.for_algorithm("simclr", backbone="vgg"), "backbone", "vgg"),
+        (
+            lambda: recipes.Recipe.for_algorithm("simclr", augmentation="sepia"),
+            "augmentation",
+            "sepia",
+        ),
+        (lambda: recipes.Recipe.for_algorithm("simclr", epochs=0), "epochs", "`epochs`"),
+        (lambda: recipes.Recipe.for_algorithm("simclr", width=0), "width", "`width`"),
+        (
+            lambda: recipes.Recipe.for_algorithm("simclr", learning_rate=-1.0),
+            "learning_rate",
+            "`learning_rate`",
+        ),
+        (lambda: recipes.Recipe.for_algorithm("simclr", serve="head"), "serve", "`serve`"),
+        (lambda: recipes.Recipe.for_algorithm("simclr", colour=True), "colour", "unknown setting"),
     ],
 )
-def test_bad_settings_name_the_setting(make, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_settings_name_the_setting(make, setting, match):
+    with pytest.raises(recipes.RecipeError, match=match) as error:
         make()
+    assert error.value.setting == setting
 
 
 def test_compile_and_fit_follow_the_recipe():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfcontrast._checks import integer_labels
 from tfcontrast.data import views as views_lib
 
 
@@ -36,7 +37,7 @@ def _materialise(data, y, owner):
     if y is None:
         raise ValueError(f"{owner}: `y` (integer labels) is required with an array `x`.")
     x = loaders.images_to_float(data, owner, "x")
-    return x, loaders.labels_to_int(y, x.shape[0], owner)
+    return x, integer_labels(y, owner, n=x.shape[0])
 
 
 def class_balanced(

@@ -17,6 +17,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfcontrast._checks import integer_labels
+
 logger = logging.getLogger("tfcontrast.data")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
@@ -66,22 +68,6 @@ def images_to_float(x, owner: str = "from_arrays", name: str = "x") -> np.ndarra
     return x
 
 
-def labels_to_int(y, n: int, owner: str, name: str = "y") -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != n:
-        raise ValueError(
-            f"{owner}: `{name}` must have shape ({n},) to match the images; received shape {y.shape}."
-        )
-    if not np.issubdtype(y.dtype, np.integer):
-        if np.issubdtype(y.dtype, np.floating) and np.all(np.equal(np.mod(y, 1), 0)):
-            y = y.astype(np.int64)
-        else:
-            raise ValueError(
-                f"{owner}: `{name}` must hold integer labels; received dtype {y.dtype}."
-            )
-    return y.astype(np.int32)
-
-
 def from_arrays(x, y=None) -> tf.data.Dataset:
     """Dataset of `(image, label)` (or `image`) from NumPy arrays.
 
@@ -103,7 +89,7 @@ def from_arrays(x, y=None) -> tf.data.Dataset:
     x = images_to_float(x)
     if y is None:
         return tf.data.Dataset.from_tensor_slices(x)
-    y = labels_to_int(y, x.shape[0], "from_arrays")
+    y = integer_labels(y, "from_arrays", n=x.shape[0])
     return tf.data.Dataset.from_tensor_slices((x, y))
 
 

@@ -12,8 +12,10 @@ import contextlib
 import logging
 
 import keras
+import numpy as np
 from keras import ops
 
+from tfcontrast._checks import integer_labels
 from tfcontrast.models.algorithms import base as algorithms_lib
 from tfcontrast.optimizers import cosine_momentum
 
@@ -35,25 +37,6 @@ def _clone_frozen(layer, name):
             "`get_config`."
         ) from error
     return clone
-
-
-def _integer_labels(y):
-    """Array labels as integers: whole-valued floats are converted, anything else is an
-    error (casting 0.2, 0.7, 1.2 to int would silently merge classes)."""
-    import numpy as np
-
-    if y is None or not isinstance(y, (np.ndarray, list, tuple)):
-        return y
-    labels = np.asarray(y)
-    if labels.dtype.kind in "iub":
-        return y
-    if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels % 1 == 0):
-        return labels.astype(np.int64)
-    example = labels.reshape(-1)[:3].tolist()
-    raise ValueError(
-        "ContrastiveModel.fit: `y` must hold integer class labels; received dtype "
-        f"{labels.dtype} (e.g. {example}). Map class names or values to 0..C-1 first."
-    )
 
 
 @keras.saving.register_keras_serializable(package="tfcontrast")
@@ -400,7 +383,8 @@ class ContrastiveModel(keras.Model):
                 strategy = getattr(self, "distribute_strategy", None)
                 with strategy.scope() if strategy is not None else contextlib.nullcontext():
                     self.build(shape)
-        y = _integer_labels(y)
+        if isinstance(y, (np.ndarray, list, tuple)):
+            y = integer_labels(y, "ContrastiveModel.fit")
         total = self._count_steps(x, batch_size, epochs, steps_per_epoch)
         if total:
             self.total_steps.assign(total)

@@ -40,6 +40,14 @@ from tfcontrast.models import algorithms as algorithms_lib
 from tfcontrast.models import backbones as backbones_lib
 
 
+class RecipeError(ValueError):
+    """A setting out of its range; `setting` names it (`"epochs"`, `"options.temperature"`)."""
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(message)
+        self.setting = setting
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """Every setting of a training run but the data.
@@ -87,52 +95,65 @@ class Recipe:
         """The recipe of `algorithm`: field defaults, then the algorithm's
         `recipe_defaults`, then `overrides` (`None` values are ignored; `options` are
         merged key by key)."""
-        if algorithm not in algorithms_lib.names():
-            raise ValueError(
-                f"Unknown `algorithm`: {algorithm!r}; expected one of {algorithms_lib.names()}."
-            )
-        settings = dict(getattr(algorithms_lib.get(algorithm), "recipe_defaults", {}))
+        try:
+            algorithm_class = algorithms_lib.get_class(algorithm)
+        except ValueError as error:
+            raise RecipeError("algorithm", str(error)) from None
+        settings = dict(algorithm_class.recipe_defaults)
         options = dict(settings.pop("options", {}))
         overrides = {k: v for k, v in overrides.items() if v is not None}
         options.update(overrides.pop("options", {}) or {})
         settings.update(overrides)
         unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise ValueError(f"Recipe: unknown setting(s) {unknown}.")
+            raise RecipeError(unknown[0], f"Recipe: unknown setting(s) {unknown}.")
         recipe = cls(algorithm=algorithm, options=options, **settings)
         recipe.check()
         return recipe
 
     def check(self) -> None:
-        """Raises a ValueError naming the first setting out of its range."""
-        if self.backbone != "auto" and self.backbone not in backbones_lib.names():
-            raise ValueError(
-                f"Recipe: unknown `backbone` {self.backbone!r}; expected 'auto' or one of "
-                f"{backbones_lib.names()}."
-            )
-        cls = type(algorithms_lib.get(self.algorithm))
-        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        """Raises a `RecipeError` (a ValueError) naming the first setting out of its range."""
+        from tfcontrast.layers import augmentation as augmentation_lib
+
+        try:
+            algorithm_class = algorithms_lib.get_class(self.algorithm)
+        except ValueError as error:
+            raise RecipeError("algorithm", str(error)) from None
+        accepted = set(inspect.signature(algorithm_class.__init__).parameters) - {"self"}
         for key in self.options:
             if key not in accepted:
-                raise ValueError(
+                raise RecipeError(
+                    f"options.{key}",
                     f"Recipe: algorithm {self.algorithm!r} has no option {key!r}; its options "
-                    f"are {sorted(accepted) or 'none'}."
+                    f"are {sorted(accepted) or 'none'}.",
                 )
-        for name in ("batch_size", "steps", "min_epochs", "max_epochs"):
-            if int(getattr(self, name)) < (2 if name == "batch_size" else 1):
-                raise ValueError(
-                    f"Recipe: `{name}` must be positive; received {getattr(self, name)}."
+        for name, known in (
+            ("backbone", backbones_lib.names()),
+            ("augmentation", augmentation_lib.preset_names()),
+        ):
+            value = getattr(self, name)
+            if value != "auto" and value not in known:
+                raise RecipeError(
+                    name, f"Recipe: unknown `{name}` {value!r}; expected 'auto' or one of {known}."
                 )
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"Recipe: `epochs` must be >= 1; received {self.epochs}.")
-        if not self.learning_rate > 0 or not self.weight_decay >= 0:
-            raise ValueError(
-                "Recipe: `learning_rate` must be > 0 and `weight_decay` >= 0; received "
-                f"{self.learning_rate} and {self.weight_decay}."
+        for name in ("batch_size", "steps", "min_epochs", "max_epochs", "width", "epochs"):
+            value, least = getattr(self, name), 2 if name == "batch_size" else 1
+            if value is not None and int(value) < least:
+                raise RecipeError(name, f"Recipe: `{name}` must be >= {least}; received {value}.")
+        if not self.learning_rate > 0:
+            raise RecipeError(
+                "learning_rate",
+                f"Recipe: `learning_rate` must be > 0; received {self.learning_rate}.",
+            )
+        if not self.weight_decay >= 0:
+            raise RecipeError(
+                "weight_decay",
+                f"Recipe: `weight_decay` must be >= 0; received {self.weight_decay}.",
             )
         if self.serve not in ("backbone", "projector"):
-            raise ValueError(
-                f"Recipe: `serve` must be 'backbone' or 'projector'; received {self.serve!r}."
+            raise RecipeError(
+                "serve",
+                f"Recipe: `serve` must be 'backbone' or 'projector'; received {self.serve!r}.",
             )
 
     def replace(self, **changes) -> Recipe:
@@ -227,7 +248,7 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None):
 
     image_shape = tuple(int(v) for v in image_shape[-3:])
     recipe.check()
-    algorithm = type(algorithms_lib.get(recipe.algorithm))(**recipe.options)
+    algorithm = algorithms_lib.get_class(recipe.algorithm)(**recipe.options)
     name, reason = recipe.augmentation, "as asked"
     if name == "auto":
         name, reason = augmentation_lib.choose_preset(image_shape, sample)
@@ -291,6 +312,7 @@ def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0):
 __all__ = [
     "RECIPE_WIDTHS",
     "Recipe",
+    "RecipeError",
     "build_model",
     "choose_backbone",
     "compile_model",

@@ -1,7 +1,7 @@
 """Algorithms that `ContrastiveModel` runs, one module each, registered by name."""
 
 from tfcontrast.models.algorithms.barlow_twins import BarlowTwins
-from tfcontrast.models.algorithms.base import Algorithm, get, names, register
+from tfcontrast.models.algorithms.base import Algorithm, get, get_class, names, register
 from tfcontrast.models.algorithms.byol import BYOL
 from tfcontrast.models.algorithms.moco import MoCoV2, MoCoV3
 from tfcontrast.models.algorithms.simclr import SimCLR
@@ -20,6 +20,7 @@ __all__ = [
     "SupCon",
     "VICReg",
     "get",
+    "get_class",
     "names",
     "register",
 ]

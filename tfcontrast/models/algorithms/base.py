@@ -103,6 +103,13 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def get_class(name: str) -> type[Algorithm]:
+    """The registered class of algorithm `name` (not instantiated)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown `algorithm`: {name!r}; expected one of {names()}.")
+    return _REGISTRY[name]
+
+
 def get(identifier) -> Algorithm:
     """Resolves an algorithm name, config dict or object."""
     return resolve(identifier, base=Algorithm, registry=_REGISTRY, argument="algorithm")
