@@ -1,4 +1,4 @@
-"""Evaluation: kNN and linear probes, retrieval and clustering metrics, callbacks, plots.
+"""Evaluation: kNN / linear probes, retrieval, verification, clustering, callbacks, plots.
 
 All metrics take NumPy arrays or tensors and compute in NumPy. Plotting functions import
 matplotlib only when called.
@@ -23,9 +23,18 @@ from tfcontrast.evaluation.plots import (
 )
 from tfcontrast.evaluation.probe import few_shot_indices, linear_probe
 from tfcontrast.evaluation.retrieval_metrics import retrieval_metrics
+from tfcontrast.evaluation.verification import (
+    RocCurve,
+    ThresholdCurve,
+    roc_curve,
+    tar_at_far,
+    threshold_curve,
+)
 
 __all__: list[str] = [
     "EmbeddingEvaluation",
+    "RocCurve",
+    "ThresholdCurve",
     "alignment",
     "class_alignment",
     "clustering_scores",
@@ -41,6 +50,9 @@ __all__: list[str] = [
     "project_2d",
     "projection_plot",
     "retrieval_metrics",
+    "roc_curve",
+    "tar_at_far",
+    "threshold_curve",
     "training_curves",
     "uniformity",
 ]

@@ -1,5 +1,6 @@
-"""Embedding index and search."""
+"""Embedding index and search, threshold calibration and matching."""
 
+from tfcontrast.retrieval.calibration import CalibrationResult, MatchResult
 from tfcontrast.retrieval.index import Index, SearchResult, exact_search
 
-__all__: list[str] = ["Index", "SearchResult", "exact_search"]
+__all__: list[str] = ["CalibrationResult", "Index", "MatchResult", "SearchResult", "exact_search"]

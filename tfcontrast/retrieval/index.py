@@ -17,6 +17,10 @@ Scores returned by `search`:
 
 `Index.higher_is_closer` tells which.
 
+With labels, `calibrate` chooses a match threshold on labelled data for a target
+precision and `match` answers "which known item is this, or is it unknown?"
+(`tfcontrast.retrieval.calibration`); the threshold is saved with the index.
+
 Example:
 
 ```python
@@ -29,6 +33,9 @@ index.add(np.random.rand(1000, 64), labels=np.arange(1000) % 10,
 scores, indices, labels, payloads = index.search(np.random.rand(5, 64), k=3)
 index.save("my_index")              # my_index/index.json + my_index/arrays.npz
 same = Index.load("my_index")
+
+index.calibrate(calib_embeddings, calib_labels, target_precision=0.99)
+labels, known, _, _ = index.match(new_embeddings)  # label, or -1 where unknown
 ```
 """
 
@@ -41,6 +48,16 @@ import zlib
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from tfcontrast.retrieval.calibration import (
+    CalibrationResult,
+    MatchResult,
+    accepts,
+    calibrate_threshold,
+    check_target_precision,
+    check_threshold,
+    unknown_marker,
+)
 
 _METRICS = ("cosine", "l2", "dot")
 _BACKENDS = ("exact", "faiss")
@@ -256,6 +273,8 @@ class Index:
         self._size = 0
         self._labels: list[np.ndarray] | None = None
         self._payloads: list[Any] | None = None
+        self._threshold: float | None = None
+        self.calibration: dict[str, Any] | None = None  # CalibrationResult.summary()
         if backend == "faiss":
             _import_faiss()
 
@@ -286,6 +305,20 @@ class Index:
     def payloads(self) -> list[Any] | None:
         """Payloads of the indexed embeddings in insertion order, or `None`."""
         return self._payloads
+
+    @property
+    def threshold(self) -> float | None:
+        """The match threshold (similarity for cosine / dot, distance for l2), or `None`.
+
+        Set by `calibrate`, saved with the index; may be set by hand (which clears
+        `calibration`, the summary of the calibrated one).
+        """
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value) -> None:
+        self._threshold = check_threshold(value, "threshold", "Index")
+        self.calibration = None
 
     @property
     def embeddings(self) -> np.ndarray:
@@ -396,13 +429,7 @@ class Index:
         if q.ndim == 1:
             q = q[None, :]
         q = _as_matrix(q, "queries")
-        if self._size == 0:
-            raise ValueError("Index.search: the index is empty; call `add` first.")
-        if q.shape[1] != self.dim:
-            raise ValueError(
-                f"Index.search: `queries` dimension {q.shape[1]} does not match the "
-                f"index dimension {self.dim}."
-            )
+        self._check_query_dim(q, "Index.search", "queries")
         if exclude_self:
             if exclude_ids is not None:
                 raise ValueError("Index.search: pass `exclude_self` or `exclude_ids`, not both.")
@@ -462,6 +489,123 @@ class Index:
             nb_payloads = [[self._payloads[j] if j >= 0 else None for j in row] for row in idx]
         return SearchResult(scores, idx, nb_labels, nb_payloads)
 
+    # ------------------------------------------------------------------ calibrate / match
+    def calibrate(
+        self, embeddings, labels, target_precision: float = 0.99, exclude_self: bool = False
+    ) -> CalibrationResult:
+        """Chooses the match threshold on labelled calibration data and stores it.
+
+        Every calibration embedding is searched against the index; its nearest entry is
+        a *match* when it has the embedding's label. Each distinct nearest score is
+        tried as threshold (precision, recall, F1 and FPR of "accept the nearest entry
+        within the threshold", see `tfcontrast.retrieval.calibration`), and the loosest
+        one whose precision reaches `target_precision` becomes `index.threshold`, used by
+        `match` and saved by `save`. Adding entries later changes nearest neighbours:
+        calibrate again after large additions.
+
+        Args:
+            embeddings: `(Q, D)` calibration embeddings, not the indexed ones (unless
+                `exclude_self`); include items that are not in the index, the unknowns
+                the threshold must learn to reject.
+            labels: `(Q,)` their labels, of the same kind (numbers or strings) as the
+                index labels.
+            target_precision: the fraction of accepted queries that must be right, in
+                `(0, 1]`.
+            exclude_self: the calibration embeddings are the indexed ones in insertion
+                order; each query skips itself (leave-one-out).
+
+        Returns:
+            `CalibrationResult` (threshold, precision / recall / F1 / FPR there, curve).
+
+        Raises:
+            ValueError: the index has no labels; the calibration data gives no matches or
+                no non-matches; no threshold reaches `target_precision`.
+
+        Example:
+
+        ```python
+        index = Index(metric="cosine").add(gallery, labels=gallery_labels)
+        result = index.calibrate(calib_embeddings, calib_labels, target_precision=0.99)
+        result.threshold, result.recall
+        labels, known, _, _ = index.match(new_embeddings)  # -1 where unknown
+        ```
+        """
+        owner = "Index.calibrate"
+        target_precision = check_target_precision(target_precision, owner)
+        index_labels = self._require_labels(owner)
+        x = _as_matrix(embeddings, "embeddings")
+        self._check_query_dim(x, owner, "embeddings")
+        y = _to_numpy(labels, "labels")
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.shape != (x.shape[0],):
+            raise ValueError(
+                f"{owner}: `labels` must have shape ({x.shape[0]},) to match `embeddings`; "
+                f"received {y.shape}."
+            )
+        if (y.dtype.kind in "US") != (index_labels.dtype.kind in "US") or y.dtype == object:
+            raise ValueError(
+                f"{owner}: `labels` must be of the same kind as the index labels "
+                f"({index_labels.dtype}); received dtype {y.dtype}."
+            )
+        res = self.search(x, k=1, exclude_self=exclude_self)
+        correct = res.labels[:, 0] == y
+        result = calibrate_threshold(
+            res.scores[:, 0], correct, target_precision, self.higher_is_closer, owner
+        )
+        self._threshold = result.threshold
+        self.calibration = result.summary()
+        return result
+
+    def match(self, queries, threshold: float | None = None, unknown=None) -> MatchResult:
+        """Labels each query with its nearest entry's label, or "unknown" beyond the threshold.
+
+        Args:
+            queries: `(Q, D)` array or tensor (a single `(D,)` vector is accepted).
+            threshold: accept the nearest entry when its similarity is `>= threshold`
+                (cosine, dot) or its distance `<= threshold` (l2); `None` uses
+                `index.threshold` (set by `calibrate` or loaded with the index).
+            unknown: the label given to unknown queries; default `-1` for numeric
+                labels, `"unknown"` for string labels. It must not be an index label.
+
+        Returns:
+            `MatchResult(labels, known, scores, indices)`, one entry per query.
+        """
+        owner = "Index.match"
+        index_labels = self._require_labels(owner)
+        threshold = check_threshold(threshold, "threshold", owner)
+        if threshold is None:
+            threshold = self._threshold
+        if threshold is None:
+            raise ValueError(
+                f"{owner}: the index has no threshold; call `calibrate` on labelled data "
+                "first, or pass `threshold=`."
+            )
+        marker = unknown_marker(unknown, index_labels, owner)
+        res = self.search(queries, k=1)
+        scores, idx, nearest = res.scores[:, 0], res.indices[:, 0], res.labels[:, 0]
+        known = accepts(scores, threshold, self.higher_is_closer)
+        # A 0-d array promotes with the labels (a string marker is not cut to their width).
+        labels = np.where(known, nearest, np.asarray(marker))
+        return MatchResult(labels, known, scores, idx)
+
+    def _require_labels(self, owner: str) -> np.ndarray:
+        labels = self.labels
+        if labels is None:
+            raise ValueError(
+                f"{owner}: the index has no labels; `add` embeddings with `labels=` first."
+            )
+        return labels
+
+    def _check_query_dim(self, x: np.ndarray, owner: str, name: str) -> None:
+        if self._size == 0:
+            raise ValueError(f"{owner}: the index is empty; call `add` first.")
+        if x.shape[1] != self.dim:
+            raise ValueError(
+                f"{owner}: `{name}` dimension {x.shape[1]} does not match the index "
+                f"dimension {self.dim}."
+            )
+
     # ------------------------------------------------------------------ save / load
     def get_config(self) -> dict[str, Any]:
         return {
@@ -473,7 +617,7 @@ class Index:
         }
 
     def save(self, path: str) -> str:
-        """Saves to the directory `path`: `index.json` (config, payloads) + `arrays.npz`.
+        """Saves to `path`: `index.json` (config, payloads, threshold) + `arrays.npz`.
 
         Nothing is pickled: arrays go to `.npz` (loaded with `allow_pickle=False`),
         payloads to JSON. Returns `path`.
@@ -498,6 +642,8 @@ class Index:
             "size": self._size,
             "has_labels": labels is not None,
             "payloads": self._payloads,
+            "threshold": self._threshold,
+            "calibration": self.calibration,
         }
         with open(os.path.join(path, "index.json"), "w", encoding="utf-8") as f:
             json.dump(meta, f)
@@ -532,6 +678,8 @@ class Index:
         if meta["has_labels"]:
             index._labels = [arrays["labels"]]
         index._payloads = meta["payloads"]
+        index._threshold = meta["threshold"]
+        index.calibration = meta["calibration"]
         return index
 
     def __repr__(self) -> str:
@@ -578,6 +726,14 @@ def _read_meta(meta_path: str) -> dict[str, Any]:
             f"Index.load: {meta_path}: `payloads` must be null or a list of one entry per "
             f"row (size {size}); found {count}."
         )
+    meta.setdefault("threshold", None)  # files written before calibration existed
+    meta.setdefault("calibration", None)
+    try:
+        check_threshold(meta["threshold"], "threshold", f"Index.load: {meta_path}")
+    except ValueError as err:
+        raise bad("threshold", "a finite number or null") from err
+    if meta["calibration"] is not None and not isinstance(meta["calibration"], dict):
+        raise bad("calibration", "a dict or null")
     return meta
 
 
