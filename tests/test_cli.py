@@ -139,6 +139,34 @@ def test_colour_presets_train_on_grayscale(tmp_path, keras_layout_npz):
     assert cli.main(["tfcontrast", "train"])["epochs"] == 1
 
 
+def test_keras_application_backbone_from_its_weights_file(tmp_path, digits_npz, capsys):
+    # The command line fine-tunes a keras.applications model from a local weights file:
+    # frozen for the first epoch, then unfrozen.
+    import keras
+
+    weights = str(tmp_path / "mobilenet.weights.h5")
+    keras.applications.MobileNetV3Small(
+        include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg"
+    ).save_weights(weights)
+    parse(
+        f"--data={digits_npz}",
+        f"--run_dir={tmp_path / 'run'}",
+        "--backbone=MobileNetV3Small",
+        f"--weights={weights}",
+        "--freeze_backbone",
+        "--unfreeze_after=1",
+        "--image_size=32",
+        "--epochs=2",
+        "--batch_size=64",
+        "--export=false",
+        "--verbose=0",
+    )
+    metrics = cli.main(["tfcontrast", "train"])
+    out = capsys.readouterr().out
+    assert "mobilenetv3small backbone" in out and "backbone frozen for 1 epochs" in out
+    assert metrics["epochs"] == 2 and np.isfinite(metrics["final_loss"])
+
+
 def test_unlabelled_data_reports_no_accuracy(tmp_path, capsys):
     path = tmp_path / "unlabelled.npz"
     np.savez(path, x=(load_digits().images[:120] / 16.0).astype("float32"))

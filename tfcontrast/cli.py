@@ -46,9 +46,28 @@ flags.DEFINE_string(
     "backbone",
     None,
     "auto (the default: a small-image ResNet-18, or a small ConvNet below 16 px), "
-    "cifar_resnet18 or small_convnet.",
+    "cifar_resnet18, small_convnet, or any keras.applications model by name (ResNet50, "
+    "EfficientNetV2B0, MobileNetV3Small, ConvNeXtTiny, ...; its input preprocessing is "
+    "inside the model, so exports take raw pixels).",
 )
-flags.DEFINE_integer("width", None, "Base width of the backbone (recipe default if unset).")
+flags.DEFINE_integer(
+    "width", None, "Base width of a small-image backbone (recipe default if unset)."
+)
+flags.DEFINE_string(
+    "weights",
+    None,
+    "Weights of a keras.applications backbone: imagenet (downloaded by Keras) or the path "
+    "of a weights file; unset trains from scratch.",
+)
+flags.DEFINE_bool(
+    "freeze_backbone", None, "Train the heads only, on a frozen (pretrained) backbone."
+)
+flags.DEFINE_integer(
+    "unfreeze_after",
+    None,
+    "With --freeze_backbone: unfreeze the backbone after this many epochs (a fresh "
+    "optimiser schedule for the rest of the run).",
+)
 flags.DEFINE_string(
     "augmentation",
     "auto",
@@ -225,6 +244,9 @@ def load_data(data: str, image_size=None, max_examples=50000, test_fraction=0.3,
 RECIPE_FLAGS = (
     "backbone",
     "width",
+    "weights",
+    "freeze_backbone",
+    "unfreeze_after",
     "augmentation",
     "epochs",
     "batch_size",

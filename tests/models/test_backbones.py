@@ -47,3 +47,51 @@ def test_training_step_on_odd_batch_sizes_survives():
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.returncode == 0 and "survived" in run.stdout, run.stderr[-2000:]
+
+
+def test_application_preprocessing_matches_its_closed_form():
+    # ResNet50 expects caffe-style input: 0..255, BGR, ImageNet channel means removed.
+    x = np.random.default_rng(1).uniform(size=(2, 5, 5, 3)).astype("float32")
+    got = np.asarray(backbones.ApplicationPreprocessing("ResNet50")(x))
+    expected = x[..., ::-1] * 255.0 - np.array([103.939, 116.779, 123.68], "float32")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
+    gray = np.asarray(backbones.ApplicationPreprocessing("ResNet50")(x[..., :1]))
+    np.testing.assert_allclose(gray[..., 0] + 103.939, gray[..., 2] + 123.68, atol=1e-3)
+
+
+def test_application_backbone_loads_a_weights_file(tmp_path):
+    # A user's own weights file of the application (what weights="imagenet" downloads).
+    keras.utils.set_random_seed(0)
+    net = keras.applications.MobileNetV3Small(
+        include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg"
+    )
+    path = str(tmp_path / "mobilenet.weights.h5")
+    net.save_weights(path)
+    x = np.random.default_rng(2).uniform(size=(4, 32, 32, 1)).astype("float32")
+    backbone = backbones.get("mobilenetv3small", (32, 32, 1), weights=path)
+    assert backbone.output_shape == net.output_shape
+
+    # Batch statistics: at initialisation the moving ones shrink the features to ~1e-10.
+    def features(model, images):
+        return np.asarray(model(images, training=True))
+
+    # Gray raw pixels in [0, 1] in; MobileNetV3 rescales 0..255 inside itself.
+    expected = features(net, np.repeat(x, 3, axis=-1) * 255.0)
+    assert np.abs(expected).mean() > 1e-3
+    np.testing.assert_allclose(features(backbone, x), expected, rtol=1e-3, atol=1e-4)
+    fresh = backbones.get("MobileNetV3Small", (32, 32, 1))
+    assert not np.allclose(features(fresh, x), expected, rtol=1e-2, atol=1e-3)
+    clone = keras.models.clone_model(backbone)  # momentum targets clone backbones
+    clone.set_weights(backbone.get_weights())
+    np.testing.assert_allclose(features(clone, x), expected, rtol=1e-3, atol=1e-4)
+
+
+def test_application_errors_name_the_fix():
+    with pytest.raises(ValueError, match="at least 32x32.*--image_size"):
+        backbones.get("ResNet50", (16, 16, 1))
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        backbones.get("ResNet50", (32, 32, 2))
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        backbones.get("small_convnet", (8, 8, 1), weights="imagenet")
+    with pytest.raises(ValueError, match="Unknown `backbone`"):
+        backbones.get("ResNet51", (32, 32, 3))

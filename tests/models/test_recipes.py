@@ -110,3 +110,46 @@ def test_optimizer_schedule_spans_the_run():
     peak = max(float(keras.ops.convert_to_numpy(schedule(step))) for step in range(17))
     assert abs(peak - recipe.learning_rate) < 1e-6
     assert float(keras.ops.convert_to_numpy(schedule(16))) < 0.1 * recipe.learning_rate
+
+
+@pytest.mark.parametrize(
+    "settings, setting",
+    [
+        ({"backbone": "small_convnet", "weights": "imagenet"}, "weights"),
+        ({"backbone": "ResNet50", "width": 16}, "width"),
+        ({"unfreeze_after": 2}, "unfreeze_after"),
+        ({"backbone": "ResNet51"}, "backbone"),
+    ],
+)
+def test_backbone_settings_are_checked(settings, setting):
+    with pytest.raises(recipes.RecipeError) as error:
+        recipes.Recipe.for_algorithm("simclr", **settings)
+    assert error.value.setting == setting
+
+
+def _weights(layer):
+    return [np.array(w) for w in layer.get_weights()]
+
+
+@pytest.mark.parametrize("unfreeze_after", [None, 1])
+def test_frozen_backbone_trains_the_heads_then_everything(unfreeze_after):
+    x = (np.random.default_rng(0).uniform(size=(64, 8, 8, 1))).astype("float32")
+    recipe = recipes.Recipe.for_algorithm(
+        "simclr",
+        backbone="small_convnet",
+        epochs=2,
+        batch_size=32,
+        freeze_backbone=True,
+        unfreeze_after=unfreeze_after,
+    )
+    model, note = recipes.build_model(recipe, x.shape[1:])
+    assert "backbone frozen" in note
+    model.build(x.shape)
+    recipes.compile_model(model, recipe, len(x))
+    backbone, projector = _weights(model.backbone), _weights(model.projector)
+    assert backbone and projector
+    history = recipes.fit(model, recipe, x)
+    assert not all(np.allclose(a, b) for a, b in zip(projector, _weights(model.projector)))
+    backbone_moved = not all(np.allclose(a, b) for a, b in zip(backbone, _weights(model.backbone)))
+    assert backbone_moved == (unfreeze_after is not None)
+    assert history.epoch[-1] == 1  # the last stage ends at the run's last epoch

@@ -1,8 +1,9 @@
-"""Backbones for small images: a CIFAR-style ResNet-18 and a small ConvNet.
+"""Backbones: a CIFAR-style ResNet-18 and a small ConvNet for small images trained from
+scratch, and every `keras.applications` model, pretrained or not.
 
-Both are Functional models that map images `(H, W, C)` to a feature vector, so they can
-be cloned for momentum encoders and exported. Any `keras.applications` model built with
-`include_top=False, pooling="avg"` works in their place.
+All are Functional models that map raw images `(H, W, C)` with values in [0, 1] to a
+feature vector, so they can be cloned for momentum encoders and exported with a signature
+that takes raw pixels. Any Keras model with that contract works in their place.
 
 Example:
 
@@ -11,13 +12,18 @@ from tfcontrast.models import backbones
 
 resnet = backbones.cifar_resnet18((32, 32, 3))     # 512-d features
 convnet = backbones.small_convnet((8, 8, 1))       # 128-d features, for digits
+# A keras.applications model, its own input preprocessing inside, ImageNet weights
+# (or None, or the path of a weights file):
+efficient = backbones.get("EfficientNetV2B0", (96, 96, 3), weights="imagenet")
 ```
 """
 
 from __future__ import annotations
 
+import importlib
+
 import keras
-from keras import layers
+from keras import layers, ops
 
 from tfcontrast.layers.normalization import FusedBatchNormalization
 
@@ -83,6 +89,68 @@ def small_convnet(
     return keras.Model(inputs, outputs, name=name)
 
 
+# -- keras.applications ----------------------------------------------------------------
+APPLICATIONS = sorted(name for name in dir(keras.applications) if name[:1].isupper())
+
+
+@keras.saving.register_keras_serializable(package="tfcontrast")
+class ApplicationPreprocessing(keras.layers.Layer):
+    """Raw images in [0, 1] to the input a `keras.applications` model expects: scaled to
+    [0, 255], gray images repeated to 3 channels, then the application's own
+    `preprocess_input` (caffe, torch or tf modes; a pass-through for the models that
+    normalise inside, such as EfficientNet and ConvNeXt)."""
+
+    def __init__(self, application: str, **kwargs):
+        super().__init__(**kwargs)
+        self.application = application
+        module = importlib.import_module(getattr(keras.applications, application).__module__)
+        self._preprocess = module.preprocess_input
+
+    def call(self, images):
+        if images.shape[-1] == 1:
+            images = ops.repeat(images, 3, axis=-1)
+        return self._preprocess(ops.cast(images, self.compute_dtype) * 255.0)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (3,)
+
+    def get_config(self):
+        return {**super().get_config(), "application": self.application}
+
+
+def application(name: str, input_shape, weights=None) -> keras.Model:
+    """A `keras.applications` model (`include_top=False`, average pooling) that takes raw
+    images in [0, 1], 1 or 3 channels, with its input preprocessing inside.
+
+    Args:
+        name: the application's name, e.g. `"ResNet50"`, `"EfficientNetV2B0"`,
+            `"MobileNetV3Small"`, `"ConvNeXtTiny"` (case-insensitive; see
+            `APPLICATIONS`).
+        input_shape: `(H, W, C)` with `C` 1 or 3.
+        weights: `None` (random), `"imagenet"` (downloaded by Keras) or the path of a
+            weights file of the same application.
+    """
+    matches = {n.lower(): n for n in APPLICATIONS}
+    if name.lower() not in matches:
+        raise ValueError(f"Unknown `backbone`: {name!r}. Expected one of {names()}.")
+    name = matches[name.lower()]
+    height, width, channels = (int(v) for v in input_shape[-3:])
+    if channels not in (1, 3):
+        raise ValueError(f"backbone {name}: images must have 1 or 3 channels; received {channels}.")
+    try:
+        network = getattr(keras.applications, name)(
+            include_top=False, weights=weights, input_shape=(height, width, 3), pooling="avg"
+        )
+    except ValueError as error:  # e.g. "input must be at least 32x32"
+        raise ValueError(
+            f"backbone {name} on {height}x{width} images: {error} Resize the images "
+            "(`--image_size`) or choose another backbone."
+        ) from None
+    inputs = keras.Input((height, width, channels), name="images")
+    x = ApplicationPreprocessing(name, name="preprocessing")(inputs)
+    return keras.Model(inputs, network(x), name=name.lower())
+
+
 _BACKBONES = {
     "cifar_resnet18": cifar_resnet18,
     "resnet18": cifar_resnet18,
@@ -92,11 +160,30 @@ _BACKBONES = {
 
 
 def names() -> list[str]:
-    return sorted(_BACKBONES)
+    """The small-image backbones, then the `keras.applications` models."""
+    return sorted(_BACKBONES) + APPLICATIONS
 
 
-def get(name: str, input_shape, **kwargs) -> keras.Model:
-    """Builds a backbone by name (see `names()`) for `input_shape`."""
-    if name not in _BACKBONES:
-        raise ValueError(f"Unknown `backbone`: {name!r}. Expected one of {names()}.")
-    return _BACKBONES[name](input_shape, **kwargs)
+def is_application(name: str) -> bool:
+    """Whether `name` is a `keras.applications` model (case-insensitive)."""
+    return name.lower() in {n.lower() for n in APPLICATIONS}
+
+
+def is_known(name: str) -> bool:
+    return name in _BACKBONES or is_application(name)
+
+
+def get(name: str, input_shape, weights=None, **kwargs) -> keras.Model:
+    """Builds a backbone by name (see `names()`) for `input_shape`.
+
+    `weights` (`None`, `"imagenet"` or a weights file) applies to `keras.applications`
+    models; `kwargs` (e.g. `width`) to the small-image backbones.
+    """
+    if name in _BACKBONES:
+        if weights is not None:
+            raise ValueError(
+                f"backbone {name} has no pretrained weights; received weights={weights!r}. "
+                "Use a keras.applications backbone, or load a weights file into the model."
+            )
+        return _BACKBONES[name](input_shape, **kwargs)
+    return application(name, input_shape, weights=weights)

@@ -55,10 +55,18 @@ class Recipe:
     Attributes:
         algorithm: a registered algorithm name (`tfcontrast.models.algorithms.names()`).
         options: keyword arguments of the algorithm (e.g. `{"temperature": 0.2}`).
-        backbone: a registered backbone name (`tfcontrast.models.backbones.names()`) or
-            `"auto"`: `choose_backbone` picks one from the image size.
-        width: the backbone's base width (`None`: the recipe's width for that backbone,
-            `RECIPE_WIDTHS`, else the backbone's own default).
+        backbone: a backbone name (`tfcontrast.models.backbones.names()`: the
+            small-image ResNet-18 and ConvNet, and every `keras.applications` model such
+            as `"ResNet50"` or `"EfficientNetV2B0"`) or `"auto"`: `choose_backbone` picks
+            one from the image size.
+        width: the base width of a small-image backbone (`None`: the recipe's width for
+            that backbone, `RECIPE_WIDTHS`, else the backbone's own default).
+        weights: weights of a `keras.applications` backbone: `None` (from scratch),
+            `"imagenet"` or the path of a weights file.
+        freeze_backbone: train the heads only, the backbone's weights (and BatchNorm
+            statistics) frozen...
+        unfreeze_after: ...for this many epochs, then the whole network (`None`: frozen
+            for the whole run).
         augmentation: an augmentation preset name or `"auto"`
             (`tfcontrast.layers.augmentation.preset_names()`).
         hidden_dim: hidden width of the projection (and prediction) head; the heads keep
@@ -78,6 +86,9 @@ class Recipe:
     options: dict = dataclasses.field(default_factory=dict)
     backbone: str = "auto"
     width: int | None = None
+    weights: str | None = None
+    freeze_backbone: bool = False
+    unfreeze_after: int | None = None
     augmentation: str = "auto"
     hidden_dim: int = 256
     projection_dim: int = 64
@@ -127,16 +138,39 @@ class Recipe:
                     f"Recipe: algorithm {self.algorithm!r} has no option {key!r}; its options "
                     f"are {sorted(accepted) or 'none'}.",
                 )
-        for name, known in (
-            ("backbone", backbones_lib.names()),
-            ("augmentation", augmentation_lib.preset_names()),
+        for name, known, ok in (
+            ("backbone", backbones_lib.names(), backbones_lib.is_known),
+            ("augmentation", augmentation_lib.preset_names(), None),
         ):
             value = getattr(self, name)
-            if value != "auto" and value not in known:
+            if value != "auto" and not (ok(value) if ok else value in known):
                 raise RecipeError(
                     name, f"Recipe: unknown `{name}` {value!r}; expected 'auto' or one of {known}."
                 )
-        for name in ("batch_size", "steps", "min_epochs", "max_epochs", "width", "epochs"):
+        if self.weights is not None and self.backbone in ("auto", *RECIPE_WIDTHS):
+            raise RecipeError(
+                "weights",
+                f"Recipe: `weights` ({self.weights!r}) need a keras.applications backbone; "
+                f"the backbone is {self.backbone!r}.",
+            )
+        if self.width is not None and backbones_lib.is_application(self.backbone):
+            raise RecipeError(
+                "width",
+                f"Recipe: `width` applies to the small-image backbones, not {self.backbone}.",
+            )
+        if self.unfreeze_after is not None and not self.freeze_backbone:
+            raise RecipeError(
+                "unfreeze_after", "Recipe: `unfreeze_after` needs `freeze_backbone=True`."
+            )
+        for name in (
+            "batch_size",
+            "steps",
+            "min_epochs",
+            "max_epochs",
+            "width",
+            "epochs",
+            "unfreeze_after",
+        ):
             value, least = getattr(self, name), 2 if name == "batch_size" else 1
             if value is not None and int(value) < least:
                 raise RecipeError(name, f"Recipe: `{name}` must be >= {least}; received {value}.")
@@ -262,8 +296,14 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None):
     if width is None:
         width = RECIPE_WIDTHS.get(backbone)
     backbone_kwargs = {} if width is None else {"width": width}
+    network = backbones_lib.get(backbone, image_shape, weights=recipe.weights, **backbone_kwargs)
+    if recipe.freeze_backbone:
+        network.trainable = False
+        note += "\nbackbone frozen" + (
+            f" for {recipe.unfreeze_after} epochs" if recipe.unfreeze_after is not None else ""
+        )
     model = ContrastiveModel(
-        backbones_lib.get(backbone, image_shape, **backbone_kwargs),
+        network,
         projector=_projector(algorithm, recipe),
         predictor=_predictor(algorithm, recipe) if algorithm.uses_predictor else None,
         algorithm=algorithm,
@@ -298,15 +338,35 @@ def compile_model(model, recipe: Recipe, num_examples: int) -> None:
 
 def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0):
     """Trains `model` on images `x` (labels `y` are used only when the algorithm needs
-    them) for the recipe's epochs and batch size; returns the `History`."""
-    return model.fit(
-        x,
-        y if model.algorithm.needs_labels else None,
-        batch_size=recipe.batch_size,
-        epochs=recipe.epochs_for(len(x)),
-        verbose=verbose,
-        callbacks=list(callbacks),
-    )
+    them) for the recipe's epochs and batch size; returns the `History` (of the last
+    stage, with `unfreeze_after`).
+
+    With `unfreeze_after=N`, the first N epochs train the heads on the frozen backbone;
+    then the backbone is unfrozen and the model compiled again (a fresh optimiser whose
+    warm-up and cosine decay span the remaining epochs) and training goes on from epoch N.
+    """
+    epochs = recipe.epochs_for(len(x))
+    labels = y if model.algorithm.needs_labels else None
+    stages = [epochs]
+    if recipe.unfreeze_after is not None and recipe.unfreeze_after < epochs:
+        stages = [recipe.unfreeze_after, epochs]
+    history, start = None, 0
+    for stage, end in enumerate(stages):
+        if stage:  # unfreeze: every weight trains from here on
+            model.backbone.trainable = True
+            remaining = recipe.replace(epochs=end - start)
+            model.compile(optimizer=optimizer(remaining, len(x)))
+        history = model.fit(
+            x,
+            labels,
+            batch_size=recipe.batch_size,
+            epochs=end,
+            initial_epoch=start,
+            verbose=verbose,
+            callbacks=list(callbacks),
+        )
+        start = end
+    return history
 
 
 __all__ = [
