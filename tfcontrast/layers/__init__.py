@@ -1,5 +1,5 @@
 """Keras layers: projection / prediction heads, augmentation layers, memory queues,
-fused batch normalization."""
+fused batch normalization, the class proxies of proxy losses."""
 
 from tfcontrast.layers.augmentation import (
     ColorJitter,
@@ -20,6 +20,7 @@ from tfcontrast.layers.augmentation import (
 )
 from tfcontrast.layers.heads import PredictionHead, ProjectionHead
 from tfcontrast.layers.normalization import FusedBatchNormalization
+from tfcontrast.layers.proxies import Proxies
 from tfcontrast.layers.queue import MemoryQueue
 from tfcontrast.layers.scale import LogitScale
 
@@ -28,6 +29,7 @@ __all__: list[str] = [
     "LogitScale",
     "MemoryQueue",
     "PredictionHead",
+    "Proxies",
     "ProjectionHead",
     "ColorJitter",
     "GaussianBlur",

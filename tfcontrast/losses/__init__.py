@@ -20,6 +20,16 @@ from tfcontrast.losses.infonce import (
 )
 from tfcontrast.losses.memory import CrossBatchMemory
 from tfcontrast.losses.pairs import ContrastiveLoss, MiningLoss, TripletLoss
+from tfcontrast.losses.proxies import (
+    ArcFaceLoss,
+    CosFaceLoss,
+    NormalizedSoftmaxLoss,
+    ProxyAnchorLoss,
+    ProxyLoss,
+    ProxyNCALoss,
+    SubCenterArcFaceLoss,
+    subcenter_outliers,
+)
 from tfcontrast.losses.redundancy import BarlowTwinsLoss, VICRegLoss
 from tfcontrast.losses.structured import (
     CircleLoss,
@@ -54,4 +64,12 @@ __all__ = [
     "MetricLoss",
     "MiningLoss",
     "TripletLoss",
+    "ArcFaceLoss",
+    "CosFaceLoss",
+    "NormalizedSoftmaxLoss",
+    "ProxyAnchorLoss",
+    "ProxyLoss",
+    "ProxyNCALoss",
+    "SubCenterArcFaceLoss",
+    "subcenter_outliers",
 ]
