@@ -17,9 +17,10 @@ images: the official test split) and scikit-learn's 8x8 digits (1,257 / 540, the
 images instead (20%, stratified, seed 0) and trains on the rest: every choice of the
 recipes is made there, never on the test split.
 
-Supervised rows: SupCon (a `ContrastiveModel` algorithm) and, through the library's
-losses on a plain Keras model (augmentation layer + the same backbone, same optimiser and
-epochs), batch-hard triplet and multi-similarity.
+Supervised rows: SupCon and, through the `metric` algorithm (the loss on the projections
+of two views of each image, as SupCon's), batch-hard triplet and multi-similarity: the
+same `ContrastiveModel`, recipe and epochs as `tfcontrast train --algorithm=metric
+--loss=...`.
 
     python benchmarks/bench_quality.py                          # every row, both data sets
     python benchmarks/bench_quality.py --split val --datasets usps --rows simclr \\
@@ -49,7 +50,7 @@ from _common import machine_info, write_json  # noqa: E402
 
 from tfcontrast import cli  # noqa: E402
 from tfcontrast.evaluation import few_shot_1nn_scores, knn_accuracy, linear_probe  # noqa: E402
-from tfcontrast.models import algorithms, recipes  # noqa: E402
+from tfcontrast.models import recipes  # noqa: E402
 
 USPS = HERE.parent.parent / "shared" / "datasets" / "usps.npz"
 DATASETS = {"usps": str(USPS), "digits": "digits"}
@@ -69,36 +70,24 @@ def load(dataset: str, split: str, seed: int = 0):
     return x, y, x_val, y_val
 
 
-def _metric_loss(row: str):
-    from tfcontrast import losses
-
-    if row == "triplet_batch_hard":
-        return losses.TripletLoss(miner="batch_hard")
-    return losses.MultiSimilarityLoss()
+# Supervised rows that run the `metric` algorithm with a loss (and its options).
+METRIC_ROWS = {
+    "triplet_batch_hard": {"loss": "triplet", "loss_options": {"miner": "batch_hard"}},
+    "multi_similarity": {"loss": "multi_similarity"},
+}
 
 
 def train(row: str, recipe, x, y, seed: int):
     """A trained model whose `predict` gives the served embedding, and its note."""
     keras.utils.set_random_seed(seed)
-    if row in algorithms.names():
-        model, note = recipes.build_model(recipe, x.shape[1:], seed=seed, sample=x)
-        recipes.compile_model(model, recipe, len(x))
-        recipes.fit(model, recipe, x, y)
-        return model, note
-    # Metric losses on a plain model: the ContrastiveModel's augmentation and backbone.
-    contrastive, note = recipes.build_model(recipe, x.shape[1:], seed=seed, sample=x)
-    model = keras.Sequential(
-        [keras.Input(x.shape[1:]), contrastive.augmentation, contrastive.backbone]
-    )
-    model.compile(optimizer=recipes.optimizer(recipe, len(x)), loss=_metric_loss(row))
-    model.fit(x, y, batch_size=recipe.batch_size, epochs=recipe.epochs_for(len(x)), verbose=0)
+    model, note = recipes.build_model(recipe, x.shape[1:], seed=seed, sample=x)
+    recipes.compile_model(model, recipe, len(x))
+    recipes.fit(model, recipe, x, y)
     return model, note
 
 
 def embed(model, recipe, images, serve=None):
-    """The served embedding of `images` (or the `serve` one of a ContrastiveModel)."""
-    if not hasattr(model, "projector"):
-        return model.predict(images, verbose=0, batch_size=512)
+    """The served embedding of `images` (or the other one, with `serve`)."""
     features = model.backbone.predict(images, verbose=0, batch_size=512)
     if (serve or recipe.serve) == "backbone":
         return features
@@ -132,10 +121,11 @@ def _parse_set(items):
 
 
 def recipe_for(row: str, overrides: dict, options: dict):
-    # The metric-loss rows share SupCon's recipe (same backbone, optimiser, epochs).
-    algorithm = row if row in algorithms.names() else "supcon"
-    extra = {} if algorithm != row else {"options": options}
-    return recipes.Recipe.for_algorithm(algorithm, **overrides, **extra)
+    if row in METRIC_ROWS:
+        return recipes.Recipe.for_algorithm(
+            "metric", **overrides, options={**METRIC_ROWS[row], **options}
+        )
+    return recipes.Recipe.for_algorithm(row, **overrides, options=options)
 
 
 def main(argv=None):
@@ -186,7 +176,7 @@ def main(argv=None):
                 "cpu_seconds": round(cpu, 1),
                 **scores(emb[0], y, emb[1], y_eval),
             }
-            if row in algorithms.names() and args.split == "val":  # for the serve choice
+            if args.split == "val":  # for the serve choice
                 other = "projector" if recipe.serve == "backbone" else "backbone"
                 record[f"{other}_scores"] = scores(
                     embed(model, recipe, x, other), y, embed(model, recipe, x_eval, other), y_eval

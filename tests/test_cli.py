@@ -199,6 +199,8 @@ def _npz(tmp_path, **arrays):
         (lambda t: ["--width=0"], "--width: .*`width` must be >= 1"),
         (lambda t: ["--algorithm=byol", "--temperature=0.1"], "--temperature"),
         (lambda t: ["--epochs=0"], "--epochs"),
+        (lambda t: ["--algorithm=metric", "--loss=quadruplet"], "--loss: .*'quadruplet'"),
+        (lambda t: ["--algorithm=metric", "--miner=nope"], "--miner: .*'nope'"),
         (lambda t: ["--strategy=tpu", "--mixed_precision=mixed_float16"], "contradict"),
         (lambda t: [_npz(t, x=np.zeros((0, 8, 8), "uint8"))], "--data: .*`x` is empty"),
         (

@@ -38,7 +38,8 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "algorithm",
     "simclr",
-    "simclr, supcon, moco_v2, moco_v3, byol, simsiam, vicreg or barlow_twins.",
+    "simclr, moco_v2, moco_v3, byol, simsiam, vicreg, barlow_twins (no labels needed), "
+    "supcon or metric (labels: supervised, the metric loss set by --loss).",
 )
 # Training settings: unset (None) takes the algorithm's recipe default
 # (tfcontrast.models.recipes), chosen by measurement on a validation split.
@@ -81,6 +82,15 @@ flags.DEFINE_float(
 )
 flags.DEFINE_float("weight_decay", None, "AdamW weight decay (recipe default if unset).")
 flags.DEFINE_float("temperature", None, "Loss temperature (recipe default if unset).")
+flags.DEFINE_string(
+    "loss",
+    None,
+    "With --algorithm=metric (labels needed): multi_similarity (default), triplet, circle, "
+    "contrastive, lifted_structure or npair, on two augmented views of each image.",
+)
+flags.DEFINE_string(
+    "miner", None, "With --loss: the pair or triplet miner, e.g. batch_hard, semi_hard, all."
+)
 flags.DEFINE_integer("projection_dim", None, "Output width of the projection head.")
 flags.DEFINE_integer("hidden_dim", None, "Hidden width of the projection and prediction heads.")
 flags.DEFINE_string("serve", None, "Served embedding: backbone or projector.")
@@ -258,16 +268,25 @@ RECIPE_FLAGS = (
 )
 
 
-def make_recipe(algorithm="simclr", temperature=None, **settings):
+# Algorithm options set by flags: the option's flag (the loss's miner is one of the
+# options of the loss).
+OPTION_FLAGS = {"temperature": "temperature", "loss": "loss", "loss_options": "miner"}
+
+
+def make_recipe(algorithm="simclr", temperature=None, loss=None, miner=None, **settings):
     """The recipe of `algorithm` with the flags that were set (a UsageError names a bad one)."""
     from tfcontrast.models import recipes
 
-    options = {} if temperature is None else {"temperature": temperature}
+    options = {"temperature": temperature, "loss": loss}
+    options = {key: value for key, value in options.items() if value is not None}
+    if miner is not None:
+        options["loss_options"] = {"miner": miner}
     try:
         return recipes.Recipe.for_algorithm(algorithm, options=options, **settings)
     except recipes.RecipeError as error:
-        # Recipe settings are flags of the same name; algorithm options are flags too.
-        raise UsageError(f"--{error.setting.removeprefix('options.')}: {error}") from None
+        # Recipe settings are flags of the same name; algorithm options map to theirs.
+        option = error.setting.removeprefix("options.")
+        raise UsageError(f"--{OPTION_FLAGS.get(option, option)}: {error}") from None
 
 
 def _strategy(name):
@@ -351,6 +370,8 @@ def _check_flags():
     return make_recipe(
         FLAGS.algorithm,
         FLAGS.temperature,
+        FLAGS.loss,
+        FLAGS.miner,
         **{name: FLAGS[name].value for name in RECIPE_FLAGS},
     )
 
@@ -361,6 +382,8 @@ def _settings():
         "algorithm",
         *RECIPE_FLAGS,
         "temperature",
+        "loss",
+        "miner",
         "image_size",
         "max_examples",
         "test_fraction",

