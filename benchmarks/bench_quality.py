@@ -55,7 +55,7 @@ from tfcontrast.models import recipes  # noqa: E402
 USPS = HERE.parent.parent / "shared" / "datasets" / "usps.npz"
 DATASETS = {"usps": str(USPS), "digits": "digits"}
 SELF_SUPERVISED = ["simclr", "moco_v2", "moco_v3", "byol", "simsiam", "vicreg", "barlow_twins"]
-SUPERVISED = ["supcon", "triplet_batch_hard", "multi_similarity"]
+SUPERVISED = ["supcon", "triplet_batch_hard", "multi_similarity", "arcface", "proxy_anchor"]
 ROWS = SELF_SUPERVISED + SUPERVISED
 
 
@@ -74,13 +74,15 @@ def load(dataset: str, split: str, seed: int = 0):
 METRIC_ROWS = {
     "triplet_batch_hard": {"loss": "triplet", "loss_options": {"miner": "batch_hard"}},
     "multi_similarity": {"loss": "multi_similarity"},
+    "arcface": {"loss": "arcface"},
+    "proxy_anchor": {"loss": "proxy_anchor"},
 }
 
 
 def train(row: str, recipe, x, y, seed: int):
     """A trained model whose `predict` gives the served embedding, and its note."""
     keras.utils.set_random_seed(seed)
-    model, note = recipes.build_model(recipe, x.shape[1:], seed=seed, sample=x)
+    model, note = recipes.build_model(recipe, x.shape[1:], seed=seed, sample=x, labels=y)
     recipes.compile_model(model, recipe, len(x))
     recipes.fit(model, recipe, x, y)
     return model, note

@@ -86,7 +86,9 @@ flags.DEFINE_string(
     "loss",
     None,
     "With --algorithm=metric (labels needed): multi_similarity (default), triplet, circle, "
-    "contrastive, lifted_structure or npair, on two augmented views of each image.",
+    "contrastive, lifted_structure, npair, or a proxy loss: arcface, cosface, "
+    "subcenter_arcface, proxy_anchor, proxy_nca, normalized_softmax; on two augmented "
+    "views of each image.",
 )
 flags.DEFINE_string(
     "miner", None, "With --loss: the pair or triplet miner, e.g. batch_hard, semi_hard, all."
@@ -444,7 +446,7 @@ def train():
     strategy = _strategy(FLAGS.strategy)
     with strategy.scope():
         model, note = recipes.build_model(
-            recipe, x_train.shape[1:], seed=FLAGS.seed, sample=x_train
+            recipe, x_train.shape[1:], seed=FLAGS.seed, sample=x_train, labels=y_train
         )
         recipes.compile_model(model, recipe, len(x_train))
     print(note)

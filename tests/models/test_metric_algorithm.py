@@ -68,3 +68,36 @@ def test_fit_learns_and_round_trips(tmp_path):
     np.testing.assert_allclose(
         restored.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), rtol=1e-5, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("loss", ["arcface", "proxy_anchor"])
+def test_proxy_losses_learn_their_proxies_on_the_model(tmp_path, loss):
+    rng = np.random.default_rng(1)
+    y = np.arange(48) % 3
+    x = rng.uniform(size=(48, 8, 8, 1)).astype("float32")
+    recipe = recipes.Recipe.for_algorithm(
+        "metric", options={"loss": loss}, backbone="small_convnet", epochs=2, batch_size=16
+    )
+    model, _ = recipes.build_model(recipe, x.shape[1:], labels=y)  # 3 classes counted
+    model.build(x.shape)
+    assert model.proxies.vectors.shape == (3, recipe.projection_dim)
+    assert model.algorithm.loss.proxies is model.proxies
+    start = keras.ops.convert_to_numpy(model.proxies.vectors)
+    recipes.compile_model(model, recipe, len(x))
+    recipes.fit(model, recipe, x, y)
+    trained = keras.ops.convert_to_numpy(model.proxies.vectors)
+    assert not np.allclose(start, trained)
+    path = tmp_path / "proxies.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(restored.proxies.vectors), trained, rtol=1e-6
+    )
+    assert restored.algorithm.loss.proxies is restored.proxies
+
+
+def test_proxy_losses_need_the_number_of_classes():
+    recipe = recipes.Recipe.for_algorithm("metric", options={"loss": "arcface"})
+    model, _ = recipes.build_model(recipe, (8, 8, 1))  # no labels to count them from
+    with pytest.raises(algorithms.OptionError, match="num_classes"):
+        model.build((None, 8, 8, 1))

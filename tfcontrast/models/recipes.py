@@ -36,6 +36,8 @@ import dataclasses
 import inspect
 import math
 
+import numpy as np
+
 from tfcontrast.models import algorithms as algorithms_lib
 from tfcontrast.models import backbones as backbones_lib
 
@@ -274,7 +276,7 @@ def _predictor(algorithm, recipe):
     return PredictionHead(recipe.hidden_dim, recipe.projection_dim)
 
 
-def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None):
+def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None, labels=None):
     """The `ContrastiveModel` of `recipe` for images of `image_shape` `(H, W, C)`.
 
     Args:
@@ -283,6 +285,8 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None):
         seed: seed of the augmentation layers.
         sample: optional images, used by `augmentation="auto"` to recognise gray images
             stored with 3 channels.
+        labels: optional training labels: an algorithm with a `num_classes` option
+            (the metric algorithm's proxy losses) gets their number of classes.
 
     Returns:
         `(model, note)`: the model and lines saying which augmentation preset (and, for
@@ -293,7 +297,12 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None):
 
     image_shape = tuple(int(v) for v in image_shape[-3:])
     recipe.check()
-    algorithm = algorithms_lib.get_class(recipe.algorithm)(**recipe.options)
+    algorithm_class = algorithms_lib.get_class(recipe.algorithm)
+    options = dict(recipe.options)
+    takes_classes = "num_classes" in inspect.signature(algorithm_class.__init__).parameters
+    if takes_classes and options.get("num_classes") is None and labels is not None:
+        options["num_classes"] = int(np.max(labels)) + 1
+    algorithm = algorithm_class(**options)
     name, reason = recipe.augmentation, "as asked"
     if name == "auto":
         name, reason = augmentation_lib.choose_preset(image_shape, sample)

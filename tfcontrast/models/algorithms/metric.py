@@ -22,16 +22,30 @@ def _supervised_losses() -> dict:
     }
 
 
+def _proxy_losses() -> dict:
+    from tfcontrast import losses
+
+    return {
+        "arcface": losses.ArcFaceLoss,
+        "cosface": losses.CosFaceLoss,
+        "subcenter_arcface": losses.SubCenterArcFaceLoss,
+        "proxy_anchor": losses.ProxyAnchorLoss,
+        "proxy_nca": losses.ProxyNCALoss,
+        "normalized_softmax": losses.NormalizedSoftmaxLoss,
+    }
+
+
 def loss_names() -> list[str]:
     """The loss names `Metric(loss=...)` (and `tfcontrast train --loss=`) accept."""
-    return sorted(_supervised_losses())
+    return sorted(_supervised_losses()) + sorted(_proxy_losses())
 
 
 @register
 class Metric(Algorithm):
-    """A supervised metric loss (triplet, multi-similarity, circle, ...) on the
-    projections of every view, with the image's label repeated for each of its views:
-    two views of one image are positives of each other and of their class.
+    """A supervised metric loss (triplet, multi-similarity, circle, ...) or proxy loss
+    (ArcFace, CosFace, ProxyAnchor, ...) on the projections of every view, with the
+    image's label repeated for each of its views: two views of one image are positives
+    of each other and of their class.
 
     This is SupCon's setting with another loss: `ContrastiveModel` makes the views,
     runs the backbone and projector, and serves the backbone's features.
@@ -40,6 +54,8 @@ class Metric(Algorithm):
         loss: a name from `loss_names()` or a `tfcontrast.losses.MetricLoss` object.
         loss_options: the named loss's constructor arguments, e.g.
             `{"miner": "batch_hard", "margin": 0.1}`.
+        num_classes: the number of classes, for the proxy losses (their proxies, one
+            per class, are a layer of the model: `model.proxies`).
 
     Example:
 
@@ -53,22 +69,30 @@ class Metric(Algorithm):
     name = "metric"
     needs_labels = True
 
-    def __init__(self, loss="multi_similarity", loss_options: dict | None = None):
+    def __init__(
+        self,
+        loss="multi_similarity",
+        loss_options: dict | None = None,
+        num_classes: int | None = None,
+    ):
         from tfcontrast.losses import MetricLoss
 
         loss_options = dict(loss_options or {})
-        known = _supervised_losses()
+        known, proxies = _supervised_losses(), _proxy_losses()
         if isinstance(loss, dict):  # a serialized loss object (from `get_config`)
             loss = keras.saving.deserialize_keras_object(loss)
+        self.proxy_loss = proxies.get(loss) if isinstance(loss, str) else None
         if isinstance(loss, str):
-            if loss not in known:
+            if loss not in known and loss not in proxies:
                 raise OptionError(
                     "loss",
                     f"Metric: unknown `loss` {loss!r}; expected one of {loss_names()} or a "
                     "tfcontrast.losses.MetricLoss.",
                 )
-            try:
-                loss_object = known[loss](**loss_options)
+            try:  # a proxy loss is made in `build`, with the projection's width
+                loss_object = (known.get(loss) or self.proxy_loss)(
+                    **loss_options, **({"num_classes": 1} if self.proxy_loss else {})
+                )
             except (TypeError, ValueError) as error:
                 raise OptionError("loss_options", f"Metric: `loss_options`: {error}") from None
         elif isinstance(loss, MetricLoss) and not loss_options:
@@ -79,9 +103,30 @@ class Metric(Algorithm):
                 "Metric: `loss` must be a name (options in `loss_options`) or a supervised "
                 f"tfcontrast.losses.MetricLoss; received {type(loss).__name__}.",
             )
+        if num_classes is not None and int(num_classes) < 2:
+            raise OptionError(
+                "num_classes", f"Metric: `num_classes` must be >= 2; received {num_classes}."
+            )
         config = loss if isinstance(loss, str) else keras.saving.serialize_keras_object(loss)
-        super().__init__(loss=config, loss_options=loss_options)
-        self.loss = loss_object
+        super().__init__(loss=config, loss_options=loss_options, num_classes=num_classes)
+        self.loss = None if self.proxy_loss else loss_object
+        self.loss_options = loss_options
+        self.num_classes = num_classes
+
+    def build(self, model, projection_dim):
+        if self.proxy_loss is None:
+            return
+        if self.num_classes is None:
+            raise OptionError(
+                "num_classes",
+                f"Metric: loss {self.loss_kwargs['loss']!r} learns one proxy per class; pass "
+                "`num_classes` (recipes.build_model counts them from `labels`).",
+            )
+        self.loss = self.proxy_loss(
+            num_classes=self.num_classes, embedding_dim=projection_dim, **self.loss_options
+        )
+        # The proxies are a layer of the model: trained by `fit`, saved and restored.
+        model.proxies = self.loss.proxies
 
     def default_projector(self):
         return ProjectionHead(hidden_dims=(2048,), output_dim=128)
