@@ -62,9 +62,14 @@ def test_train_evaluate_search_on_a_tiny_run(tmp_path, digits_npz, capsys):
     evaluation = cli.main(["tfcontrast", "evaluate"])
     assert 0.0 <= evaluation["10_labels_1nn_accuracy"] <= 1.0
 
+    assert "match threshold" in out and set(metrics["match"]) >= {"target_precision"}
+    assert os.path.exists(os.path.join(run_dir, "index", "index.json"))
+
     parse(f"--run_dir={run_dir}", "--query=0,3", "--k=4")
     result = cli.main(["tfcontrast", "search"])
     assert result.indices.shape == (2, 4)
+    if "threshold" in metrics["match"]:  # the saved index answers with its threshold
+        assert "match " in capsys.readouterr().out
 
     export_dir = tmp_path / "exports"
     parse(f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--name=tiny")
@@ -217,6 +222,30 @@ def test_bad_input_is_a_usage_error(tmp_path, make_args, message):
     with pytest.raises(cli.UsageError, match=message):
         cli.main(["tfcontrast", "train"])
     assert not (tmp_path / "run" / "config.json").exists()  # the corrected command may run
+
+
+def test_match_report_measures_the_threshold_on_the_other_half():
+    from tfcontrast.retrieval import Index
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8))
+    train_y = np.repeat(np.arange(4), 30)
+    train = centres[train_y] + 0.6 * rng.normal(size=(120, 8))
+    test_y = np.repeat(np.arange(4), 50)
+    test = centres[test_y] + 0.9 * rng.normal(size=(200, 8))
+    index = Index(metric="cosine").add(train, labels=train_y)
+    report = cli.match_report(index, test, test_y, seed=3, target_precision=0.9)
+    # Reference: the other half of the same permutation, nearest neighbour by cosine.
+    check = np.random.default_rng(3).permutation(200)[100:]
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+    similarity = unit(test[check]) @ unit(train).T
+    nearest = similarity.argmax(1)
+    accepted = similarity.max(1) >= report["threshold"]
+    right = accepted & (train_y[nearest] == test_y[check])
+    assert report["held_out_answered"] == pytest.approx(accepted.mean())
+    assert report["held_out_precision"] == pytest.approx(right.sum() / accepted.sum())
+    assert 0.0 < report["held_out_answered"] < 1.0
+    assert "not_calibrated" in cli.match_report(index, train, train_y)  # nothing to reject
 
 
 def test_verdict_warns_in_plain_words():

@@ -324,6 +324,40 @@ def embedding_report(train, train_y, test, test_y, seed=0):
     }
 
 
+def match_report(index, test, test_y, seed=0, target_precision=0.99):
+    """Calibrates `index`'s match threshold on half of the held-out embeddings (for
+    `target_precision`) and measures `index.match` on the other half: how often an
+    accepted answer is right, and how many queries get one."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(len(test))
+    calibration, check = order[: len(test) // 2], order[len(test) // 2 :]
+    try:
+        result = index.calibrate(test[calibration], test_y[calibration], target_precision)
+    except ValueError as error:  # e.g. every nearest label right: nothing to reject
+        return {"target_precision": target_precision, "not_calibrated": str(error)}
+    matched = index.match(test[check])
+    right = matched.known & (matched.labels == test_y[check])
+    accepted = int(matched.known.sum())
+    return {
+        "target_precision": target_precision,
+        "threshold": float(result.threshold),
+        "held_out_precision": float(right.sum() / accepted) if accepted else float("nan"),
+        "held_out_answered": accepted / len(check),
+    }
+
+
+def _match_line(report) -> str:
+    if "not_calibrated" in report:
+        return f"match threshold: not calibrated ({report['not_calibrated']})"
+    return (
+        f"match threshold: cosine >= {report['threshold']:.4f}, chosen on half of the "
+        f"held-out images for {report['target_precision']:.0%} precision; on the other half "
+        f"{report['held_out_precision']:.2%} of the answers are right and "
+        f"{report['held_out_answered']:.1%} of the queries are answered (the rest: unknown)"
+    )
+
+
 def verdict(metrics) -> str | None:
     """A plain-words warning when the embedding is not clearly better than raw pixels."""
     model, pixels = metrics.get("model"), metrics.get("raw_pixels")
@@ -420,6 +454,7 @@ def train():
     from tfcontrast.evaluation import plots
     from tfcontrast.models import algorithms, recipes
     from tfcontrast.models.callbacks import CollapseMonitor, KNNMonitor
+    from tfcontrast.retrieval import Index
 
     recipe = _check_flags()
     settings = _settings()
@@ -490,6 +525,10 @@ def train():
         pixels = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
         metrics["model"] = embedding_report(embed[0], y_train, embed[1], y_test, FLAGS.seed)
         metrics["raw_pixels"] = embedding_report(pixels[0], y_train, pixels[1], y_test, FLAGS.seed)
+        # The search index of the training images, with the threshold `search` answers by.
+        index = Index(metric="cosine").add(embed[0], labels=y_train)
+        metrics["match"] = match_report(index, embed[1], y_test, FLAGS.seed)
+        index.save(os.path.join(run_dir, "index"))
     plots_dir = os.path.join(run_dir, "plots")
     os.makedirs(plots_dir, exist_ok=True)
     curves = _history_by_epoch(os.path.join(run_dir, "history.csv"), monitors)
@@ -502,6 +541,7 @@ def train():
     )
     if labelled:
         print(_metrics_table(metrics))
+        print(_match_line(metrics["match"]))
         warning = verdict(metrics)
         if warning:
             print(warning)
@@ -642,14 +682,23 @@ def search():
         raise UsageError(
             f"--query: indices must be in [0, {len(x_test)}); received {FLAGS.query!r}."
         )
-    index = Index(metric="cosine")
-    index.add(model.predict(x_train, verbose=0), labels=y_train)
-    result = index.search(model.predict(x_test[queries], verbose=0), k=FLAGS.k)
+    saved = os.path.join(FLAGS.run_dir, "index")
+    if os.path.exists(saved):  # written by `train`, with its calibrated threshold
+        index = Index.load(saved)
+    else:
+        index = Index(metric="cosine")
+        index.add(model.predict(x_train, verbose=0), labels=y_train)
+    embedded = model.predict(x_test[queries], verbose=0)
+    result = index.search(embedded, k=FLAGS.k)
+    matched = index.match(embedded) if index.threshold is not None else None
     for i, (q, ids) in enumerate(zip(queries, result.indices)):
         line = f"query {q}"
         if y_test is not None:
             line += f" (label {y_test[q]})"
-        line += f": neighbours {list(map(int, ids))}"
+        if matched is not None:
+            answer = matched.labels[i] if matched.known[i] else "unknown"
+            line += f": match {answer}"
+        line += f"; neighbours {list(map(int, ids))}"
         if y_train is not None:
             line += f" labels {list(map(int, result.labels[i]))}"
         print(line)
