@@ -383,7 +383,9 @@ def test_tflite_from_saved_model_and_integer_io(exported, digits, tmp_path):
         min_top1=0.9,
     )
     assert report.passed and report.cosine_min >= 0.98
-    runner = export._litert_interpreter(report.path).get_signature_runner("serving_default")
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=report.path).get_signature_runner("serving_default")
     assert runner.get_input_details()["images"]["dtype"] == np.int8
     assert runner.get_output_details()["embedding"]["dtype"] == np.int8
 
