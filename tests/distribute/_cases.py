@@ -52,4 +52,5 @@ ALGORITHMS = (
     "simsiam",
     "vicreg",
     "barlow_twins",
+    "nnclr",
 )

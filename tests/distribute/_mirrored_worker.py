@@ -298,6 +298,10 @@ def _backbone():
     return keras.Model(inputs, keras.layers.Dense(8)(x))
 
 
+# Support sets and prototypes small enough for a batch of 8 and 2 steps.
+SMALL_STATE = {"nnclr": {"queue_size": 24}}
+
+
 def make_model(algorithm, batch_norm=False, synchronized=False):
     from tfcontrast.layers import PredictionHead, ProjectionHead
     from tfcontrast.models import ContrastiveModel, algorithms
@@ -306,6 +310,9 @@ def make_model(algorithm, batch_norm=False, synchronized=False):
     algo = algorithms.get(algorithm)
     if isinstance(algo, algorithms.MoCoV2):
         algo = algorithms.MoCoV2(queue_size=24)
+    small = SMALL_STATE.get(algo.name)
+    if small is not None:
+        algo = type(algo)(**small)
     heads = dict(batch_norm=batch_norm)
     if synchronized:
         heads["synchronized"] = True

@@ -12,6 +12,7 @@ from tfcontrast.models.algorithms.base import (
 from tfcontrast.models.algorithms.byol import BYOL
 from tfcontrast.models.algorithms.metric import Metric
 from tfcontrast.models.algorithms.moco import MoCoV2, MoCoV3
+from tfcontrast.models.algorithms.nnclr import NNCLR
 from tfcontrast.models.algorithms.simclr import SimCLR
 from tfcontrast.models.algorithms.simsiam import SimSiam
 from tfcontrast.models.algorithms.supcon import SupCon
@@ -24,6 +25,7 @@ __all__ = [
     "Metric",
     "MoCoV2",
     "MoCoV3",
+    "NNCLR",
     "OptionError",
     "SimCLR",
     "SimSiam",
