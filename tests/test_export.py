@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import keras
@@ -539,3 +540,141 @@ def test_bad_inputs(embedder, digits, tmp_path):
     assert report.passed and report.details["representative_images"] == 300
     with pytest.raises(FileExistsError, match="overwrite=True"):
         export.tflite(embedder, target)
+
+
+# -- quantized exports that LiteRT cannot convert or run (issue 23, item 11) -----------
+
+
+def int8_replacing(model, digits, target):
+    """An int8 export that is to replace the file at `target`."""
+    x_train, _, x_test = digits
+    return export.tflite(
+        model,
+        target,
+        quantization="int8",
+        representative_data=x_train[:100],
+        sample_data=x_test[:64],
+        overwrite=True,
+    )
+
+
+class _FailingQuantizer:
+    """TensorFlow's int8 quantizer as it fails on some models."""
+
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("Quantization not yet supported for op: 'SIN'.")
+
+
+def test_int8_conversion_failure_is_a_parity_error_and_keeps_the_published_file(
+    embedder, digits, tmp_path, monkeypatch
+):
+    target = tmp_path / "lite" / "digits.tflite"
+    good = export.tflite(embedder, target, sample_data=digits[2][:64])
+    published, stored = target.read_bytes(), export.load_report(target)
+    monkeypatch.setattr(tf.lite.experimental, "QuantizationDebugger", _FailingQuantizer)
+    with pytest.raises(
+        export.ParityError, match=r"int8.*could not be converted.*'SIN'.*quantization="
+    ) as info:
+        int8_replacing(embedder, digits, target)
+    report = info.value.report
+    assert not report.passed and report.quantization == "int8" and report.path is None
+    assert report.details["stage"] == "convert" and "SIN" in report.details["error"]
+    assert report.samples == 64 and report.min_cosine == export.THRESHOLDS["int8"][0]
+    assert target.read_bytes() == published and export.load_report(target) == stored
+    assert good.passed and not leftovers(tmp_path)
+
+
+class _FailingInterpreter:
+    """LiteRT as it fails on some full-integer models: the file loads, preparing fails."""
+
+    def __init__(self, model_path, num_threads=None):
+        self.model_path = model_path
+
+    def get_signature_runner(self, name):
+        raise RuntimeError(
+            "tensorflow/lite/kernels/kernel_util.cc:338 std::abs(input_product_scale - "
+            "bias_scale) <= 1e-6 * std::min(input_product_scale, bias_scale) was not true."
+            "Node number 3 (FULLY_CONNECTED) failed to prepare."
+        )
+
+
+def test_int8_file_litert_cannot_run_is_a_parity_error(embedder, digits, tmp_path, monkeypatch):
+    import ai_edge_litert.interpreter
+
+    target = tmp_path / "digits_int8.tflite"
+    target.write_bytes(b"the version published before")
+    monkeypatch.setattr(ai_edge_litert.interpreter, "Interpreter", _FailingInterpreter)
+    with pytest.raises(export.ParityError, match=r"int8.*LiteRT could not run.*failed to prepare"):
+        int8_replacing(embedder, digits, target)
+    assert target.read_bytes() == b"the version published before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits_int8.tflite"]
+
+
+# -- staging folders of killed exports --------------------------------------------------
+
+_KILLED_EXPORT = textwrap.dedent(
+    """
+    import sys, time
+    import keras
+    from tfcontrast import export
+    from tfcontrast.export import _signatures
+
+    def stuck(*args, **kwargs):  # the export is killed while it writes the SavedModel
+        print("staging", flush=True)
+        time.sleep(600)
+
+    _signatures.write_archive = stuck
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(4)])
+    export.saved_model(model, sys.argv[1])
+    """
+)
+
+
+def staging_folders(folder: Path):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".tmp-"))
+
+
+def test_staging_folders_of_killed_exports_are_removed_by_the_next_export(
+    embedder, digits, tmp_path
+):
+    from tfcontrast.export import _publish
+
+    base = tmp_path / "saved_models" / "digits"
+    first = export.saved_model(embedder, base, sample_data=digits[2][:32])
+    killed = subprocess.Popen(
+        [PYTHON, "-c", _KILLED_EXPORT, str(base)], stdout=subprocess.PIPE, text=True, env=ENV
+    )
+    try:
+        assert killed.stdout.readline().strip() == "staging"
+    finally:
+        killed.kill()
+        killed.wait()
+    (killed_folder,) = staging_folders(base)
+    # A staging folder of an earlier tfcontrast (no owner file), a day old: stale.
+    old = base / ".tmp-export-ab12cd34"
+    (old / "model").mkdir(parents=True)
+    day_ago = time.time() - 2 * 86400
+    os.utime(old, (day_ago, day_ago))
+    # Kept: the same but recent (it may be a running export), and the user's own things.
+    recent = base / ".tmp-export-ef56gh78"
+    recent.mkdir()
+    (base / ".tmp-export-notes").mkdir()
+    (base / ".tmp-export-12345678").write_text("a file, not a staging folder")
+    (base / "README").write_text("mine")
+    with _publish.Staging(base, _publish.SAVED_MODEL_STAGING) as live:  # a running export
+        second = export.saved_model(embedder, base, sample_data=digits[2][:32])
+        assert live.path.exists()
+    assert second.path == str(base / "2") and first.passed
+    assert killed_folder not in staging_folders(base) and not old.exists()
+    assert staging_folders(base) == sorted(
+        [".tmp-export-ef56gh78", ".tmp-export-notes", ".tmp-export-12345678"]
+    )
+    assert (base / "README").read_text() == "mine"
+    assert export.load_report(base / "1")["cosine_min"] == pytest.approx(first.cosine_min)
+    # TFLite exports clean their own folder the same way.
+    lite = tmp_path / "lite"
+    stale = lite / ".tmp-tflite-zz99yy88"
+    (stale / "saved_model").mkdir(parents=True)
+    os.utime(stale, (day_ago, day_ago))
+    export.tflite(embedder, lite / "digits.tflite", sample_data=digits[2][:32])
+    assert not stale.exists() and staging_folders(lite) == []

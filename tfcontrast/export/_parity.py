@@ -174,6 +174,26 @@ def thresholds(quantization: str, min_cosine, min_top1) -> tuple[float, float]:
     )
 
 
+def failed_report(
+    *, format: str, quantization, samples: int, min_cosine=None, min_top1=None, **details
+) -> ParityReport:
+    """The report of an export that gave no embeddings to compare: it did not pass."""
+    quantization = check_quantization(quantization)
+    min_cosine, min_top1 = thresholds(quantization, min_cosine, min_top1)
+    return ParityReport(
+        format=format,
+        quantization=quantization,
+        samples=int(samples),
+        cosine_min=-1.0,
+        cosine_mean=-1.0,
+        top1_agreement=0.0,
+        min_cosine=min_cosine,
+        min_top1=min_top1,
+        passed=False,
+        details=details,
+    )
+
+
 def reference_embeddings(model, preprocessing, images, batch_size=256) -> np.ndarray:
     """The Keras model's L2-normalized float32 embeddings of `images` (the truth)."""
     outputs = []

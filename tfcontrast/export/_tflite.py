@@ -93,23 +93,47 @@ def _convert(source: Path, quant: str, representative, integer_io: bool) -> byte
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quant == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    try:
-        if quant != "int8":
-            return converter.convert()
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-
-        def representative_dataset():
-            for image in representative:
-                yield {IMAGES_INPUT_NAME: image[None]}
-
-        converter.representative_dataset = representative_dataset
-        if not integer_io:
-            return _int8_float_normalization(converter, representative_dataset)
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+    if quant != "int8":
         return converter.convert()
-    except Exception as error:
-        raise RuntimeError(f"tflite: conversion failed ({quant}): {error}") from error
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+    def representative_dataset():
+        for image in representative:
+            yield {IMAGES_INPUT_NAME: image[None]}
+
+    converter.representative_dataset = representative_dataset
+    if not integer_io:
+        return _int8_float_normalization(converter, representative_dataset)
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def _unusable(quant: str, stage: str, error: Exception, samples: int, limits: dict):
+    """The ParityError of a model that could not be converted or run: nothing to compare.
+
+    Reduced-precision conversion fails on some ops and on weights or activations far out
+    of range (outliers), and LiteRT refuses some of the files it writes; either way the
+    export does not reproduce the model, and another quantization may.
+    """
+    what = (
+        "could not be converted"
+        if stage == "convert"
+        else "was converted, but LiteRT could not run it"
+    )
+    others = ", ".join(repr(q) for q in ("dynamic", "float16", None) if (q or "float32") != quant)
+    report = _parity.failed_report(
+        format="tflite",
+        samples=samples,
+        stage=stage,
+        error=f"{type(error).__name__}: {error}",
+        **limits,
+    )
+    return ParityError(
+        f"tflite: the {quant} model {what}; nothing written ({type(error).__name__}: {error}). "
+        f"Try another quantization: quantization={others}.",
+        report,
+    )
 
 
 def tflite(
@@ -175,7 +199,11 @@ def tflite(
         ValueError: bad arguments (quantization, representative data shape or dtype, no
             known input shape).
         FileExistsError: `path` exists and `overwrite` is False.
-        ParityError: the TFLite model disagrees with the reference.
+        ParityError: the TFLite model disagrees with the reference, a quantized
+            conversion fails, or LiteRT cannot run the file (then `report.details` has
+            `stage`, `"convert"` or `"run"`, and `error`). A file published before at
+            `path` is left as it was.
+        RuntimeError: a float32 conversion fails (the model has an op TFLite lacks).
     """
     quant = _parity.check_quantization(quantization)
     limits = {"quantization": quantization, "min_cosine": min_cosine, "min_top1": min_top1}
@@ -235,10 +263,18 @@ def tflite(
             reference = _parity.reference_embeddings(model, preprocessing, sample)
         else:
             reference = _parity.l2_normalize(_signatures.run_signature(signature, sample))
-        flatbuffer = _convert(source, quant, representative, integer_io)
+        try:
+            flatbuffer = _convert(source, quant, representative, integer_io)
+        except Exception as error:
+            if quant == "float32":  # the model itself does not convert (e.g. an op TFLite lacks)
+                raise RuntimeError(f"tflite: conversion failed ({quant}): {error}") from error
+            raise _unusable(quant, "convert", error, len(sample), limits) from error
         candidate = staging.path / "model.tflite"
         candidate.write_bytes(flatbuffer)
-        exported = run_tflite(candidate, sample)
+        try:
+            exported = run_tflite(candidate, sample)
+        except (RuntimeError, ValueError) as error:  # LiteRT: failed to prepare / invoke
+            raise _unusable(quant, "run", error, len(sample), limits) from error
         report = _parity.compare_embeddings(reference, exported, format="tflite", **limits)
         report.details.update(
             {
