@@ -53,4 +53,5 @@ ALGORITHMS = (
     "vicreg",
     "barlow_twins",
     "nnclr",
+    "dino",
 )

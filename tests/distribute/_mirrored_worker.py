@@ -299,7 +299,10 @@ def _backbone():
 
 
 # Support sets and prototypes small enough for a batch of 8 and 2 steps.
-SMALL_STATE = {"nnclr": {"queue_size": 24}}
+SMALL_STATE = {
+    "nnclr": {"queue_size": 24},
+    "dino": {"num_prototypes": 10, "teacher_warmup": 0.5},
+}
 
 
 def make_model(algorithm, batch_norm=False, synchronized=False):

@@ -11,6 +11,7 @@ from tfcontrast.models import ContrastiveModel, algorithms
 # Small heads and state so that the tests stay fast.
 SMALL = {
     "nnclr": lambda: algorithms.NNCLR(queue_size=48),
+    "dino": lambda: algorithms.DINO(num_prototypes=32),
 }
 
 

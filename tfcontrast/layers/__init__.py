@@ -20,6 +20,7 @@ from tfcontrast.layers.augmentation import (
 )
 from tfcontrast.layers.heads import PredictionHead, ProjectionHead
 from tfcontrast.layers.normalization import FusedBatchNormalization
+from tfcontrast.layers.prototypes import Prototypes
 from tfcontrast.layers.proxies import Proxies
 from tfcontrast.layers.queue import MemoryQueue
 from tfcontrast.layers.scale import LogitScale
@@ -29,6 +30,7 @@ __all__: list[str] = [
     "LogitScale",
     "MemoryQueue",
     "PredictionHead",
+    "Prototypes",
     "Proxies",
     "ProjectionHead",
     "ColorJitter",

@@ -5,6 +5,12 @@ Every loss returns per-example values so that Keras reduces them, applies
 """
 
 from tfcontrast.losses.base import ContrastiveLossBase, MetricLoss
+from tfcontrast.losses.clustering import (
+    DINOLoss,
+    teacher_probabilities,
+    teacher_temperature,
+    updated_center,
+)
 from tfcontrast.losses.distillation import NegativeCosineSimilarity
 from tfcontrast.losses.infonce import (
     CLIPLoss,
@@ -42,6 +48,7 @@ from tfcontrast.losses.structured import (
 __all__ = [
     "BarlowTwinsLoss",
     "CrossBatchMemory",
+    "DINOLoss",
     "NegativeCosineSimilarity",
     "VICRegLoss",
     "CLIPLoss",
@@ -72,4 +79,7 @@ __all__ = [
     "ProxyNCALoss",
     "SubCenterArcFaceLoss",
     "subcenter_outliers",
+    "teacher_probabilities",
+    "teacher_temperature",
+    "updated_center",
 ]

@@ -292,9 +292,13 @@ class ContrastiveModel(keras.Model):
 
     # -- momentum target -----------------------------------------------------------
     def _target_pairs(self):
-        return list(zip(self.target_backbone.weights, self.backbone.weights)) + list(
+        pairs = list(zip(self.target_backbone.weights, self.backbone.weights)) + list(
             zip(self.target_projector.weights, self.projector.weights)
         )
+        # (target, online) weights of layers an algorithm keeps after the projector
+        # (DINO's prototypes): copied at the first step and moved with the rest.
+        extra = getattr(self.algorithm, "target_pairs", None)
+        return pairs + (list(extra(self)) if extra is not None else [])
 
     def target_outputs(self, views, training=True):
         """Projections of `views` by the target network, without gradient.

@@ -10,6 +10,7 @@ from tfcontrast.models.algorithms.base import (
     register,
 )
 from tfcontrast.models.algorithms.byol import BYOL
+from tfcontrast.models.algorithms.dino import DINO
 from tfcontrast.models.algorithms.metric import Metric
 from tfcontrast.models.algorithms.moco import MoCoV2, MoCoV3
 from tfcontrast.models.algorithms.nnclr import NNCLR
@@ -22,6 +23,7 @@ __all__ = [
     "Algorithm",
     "BYOL",
     "BarlowTwins",
+    "DINO",
     "Metric",
     "MoCoV2",
     "MoCoV3",
