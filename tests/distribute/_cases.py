@@ -54,4 +54,5 @@ ALGORITHMS = (
     "barlow_twins",
     "nnclr",
     "dino",
+    "swav",
 )

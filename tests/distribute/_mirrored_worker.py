@@ -299,9 +299,11 @@ def _backbone():
 
 
 # Support sets and prototypes small enough for a batch of 8 and 2 steps.
+# SwAV's prototypes train at the second step only (frozen at the first).
 SMALL_STATE = {
     "nnclr": {"queue_size": 24},
     "dino": {"num_prototypes": 10, "teacher_warmup": 0.5},
+    "swav": {"num_prototypes": 10, "freeze_prototypes_steps": 1},
 }
 
 

@@ -86,3 +86,76 @@ def test_prototypes_are_cosines(rng):
     for bad in (1, 0, 2.0, True):
         with pytest.raises(ValueError, match="num_prototypes"):
             Prototypes(bad)
+
+
+def numpy_sinkhorn(scores, epsilon, iterations):
+    """SwAV's `distributed_sinkhorn` on one device, written with loops."""
+    q = np.exp(scores.astype(np.float64) / epsilon).T  # (K, B)
+    k, b = q.shape
+    q /= q.sum()
+    for _ in range(iterations):
+        for row in range(k):
+            q[row] /= q[row].sum() * k
+        for col in range(b):
+            q[:, col] /= q[:, col].sum() * b
+    return (q * b).T
+
+
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_sinkhorn_matches_a_numpy_loop(rng, iterations):
+    scores = np.tanh(rng.normal(size=(6, 4))).astype("float32")
+    got = to_numpy(clustering.sinkhorn_knopp(scores, 0.05, iterations))
+    expected = numpy_sinkhorn(scores, 0.05, iterations)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
+    # Scores far wider than cosines: no overflow, no NaN (the global maximum is shifted
+    # away, the divisions floored).
+    large = to_numpy(clustering.sinkhorn_knopp(scores * 50.0, 0.05, iterations))
+    assert np.all(np.isfinite(large)) and np.all(large >= 0)
+
+
+def test_sinkhorn_converges_to_equal_prototype_mass(rng):
+    scores = np.tanh(rng.normal(size=(12, 3))).astype("float32")
+    codes = to_numpy(clustering.sinkhorn_knopp(scores, 0.5, 50))
+    np.testing.assert_allclose(codes.sum(axis=0), 12 / 3, rtol=1e-3)
+
+
+def reference_swav(scores, t, epsilon, iterations, assign=2):
+    out = np.zeros(scores.shape[0])
+    for i in range(assign):
+        q = numpy_sinkhorn(scores[:, i], epsilon, iterations)
+        for j in range(scores.shape[1]):
+            if j != i:
+                for b in range(scores.shape[0]):
+                    out[b] -= np.sum(q[b] * np.log(softmax(scores[b, j] / t)))
+    return out / (assign * (scores.shape[1] - 1))
+
+
+@pytest.mark.parametrize("views", [2, 3])
+def test_swav_loss_matches_numpy_and_codes_carry_no_gradient(rng, views):
+    scores = np.tanh(rng.normal(size=(6, views, 5))).astype("float32")
+    loss = losses.SwAVLoss(reduction=None)
+    value, (grad,) = value_and_grad(lambda y: loss(None, y), scores)
+    np.testing.assert_allclose(value, reference_swav(scores, 0.1, 0.05, 3), rtol=1e-4)
+    # Gradient: the softmax term only (codes are constants), summed over the targets.
+    expected = np.zeros_like(scores, dtype=np.float64)
+    for i in range(2):
+        q = numpy_sinkhorn(scores[:, i], 0.05, 3)
+        for j in range(views):
+            if j != i:
+                expected[:, j] += (softmax(scores[:, j] / 0.1) - q) / 0.1 / (2 * (views - 1))
+    np.testing.assert_allclose(grad, expected, rtol=1e-3, atol=1e-5)
+    assert losses.SwAVLoss.from_config(loss.get_config()).get_config() == loss.get_config()
+
+
+def test_swav_loss_bad_arguments_name_them():
+    for arg, value in [
+        ("temperature", 0.0),
+        ("epsilon", -1.0),
+        ("sinkhorn_iterations", 0),
+        ("assign_views", 0),
+    ]:
+        with pytest.raises(ValueError, match=f"`{arg}`"):
+            losses.SwAVLoss(**{arg: value})
+    with pytest.raises(ValueError, match="at least 3 views"):
+        losses.SwAVLoss(assign_views=3)(None, np.zeros((2, 2, 4), "float32"))

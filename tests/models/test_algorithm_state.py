@@ -12,6 +12,7 @@ from tfcontrast.models import ContrastiveModel, algorithms
 SMALL = {
     "nnclr": lambda: algorithms.NNCLR(queue_size=48),
     "dino": lambda: algorithms.DINO(num_prototypes=32),
+    "swav": lambda: algorithms.SwAV(num_prototypes=16, freeze_prototypes_steps=1),
 }
 
 

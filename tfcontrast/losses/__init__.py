@@ -7,6 +7,8 @@ Every loss returns per-example values so that Keras reduces them, applies
 from tfcontrast.losses.base import ContrastiveLossBase, MetricLoss
 from tfcontrast.losses.clustering import (
     DINOLoss,
+    SwAVLoss,
+    sinkhorn_knopp,
     teacher_probabilities,
     teacher_temperature,
     updated_center,
@@ -49,6 +51,7 @@ __all__ = [
     "BarlowTwinsLoss",
     "CrossBatchMemory",
     "DINOLoss",
+    "SwAVLoss",
     "NegativeCosineSimilarity",
     "VICRegLoss",
     "CLIPLoss",
@@ -78,6 +81,7 @@ __all__ = [
     "ProxyLoss",
     "ProxyNCALoss",
     "SubCenterArcFaceLoss",
+    "sinkhorn_knopp",
     "subcenter_outliers",
     "teacher_probabilities",
     "teacher_temperature",

@@ -136,3 +136,115 @@ class DINOLoss(ContrastiveLossBase):
             "student_temperature": self.student_temperature,
             "teacher_views": self.teacher_views,
         }
+
+
+def sinkhorn_knopp(scores, epsilon: float = 0.05, iterations: int = 3):
+    """SwAV's codes: an equipartitioned soft assignment of the batch to `K` prototypes.
+
+    `Q = exp(scores / epsilon)` `(B, K)` is scaled alternately so that every prototype
+    gets `1 / K` of the mass and every example `1 / B` (`iterations` rounds of the
+    Sinkhorn-Knopp algorithm), then each row is rescaled to sum to 1. Under
+    `tf.distribute` the sums over the batch and the batch size are all-reduced over
+    replicas, so each replica gets its rows of the global batch's assignment (SwAV's
+    `distributed_sinkhorn`). No gradient flows through the codes.
+
+    Args:
+        scores: `(B, K)` prototype scores (cosines, e.g. from
+            `tfcontrast.layers.Prototypes`).
+        epsilon: entropic regularisation (0.05).
+        iterations: Sinkhorn rounds (3).
+
+    Returns:
+        `(B, K)` codes, each row a distribution.
+    """
+    from tfcontrast import distribute
+
+    scores = ops.stop_gradient(ops.cast(scores, "float32"))
+    k = scores.shape[-1]
+    # A constant shift (the global maximum) leaves the normalised result unchanged and
+    # keeps the exponentials finite. Cosines span 2, so with epsilon >= 0.025 no entry
+    # underflows; scores spread wider than ~87 epsilon can give an example a zero code
+    # (never NaN: the divisions are floored).
+    shift = ops.max(distribute.all_gather(ops.reshape(ops.max(scores), (1,))))
+    q = ops.exp((scores - shift) / epsilon)
+    batch = distribute.all_reduce_sum(ops.cast(ops.shape(q)[0], "float32"))
+    tiny = 1e-30
+    q = q / ops.maximum(distribute.all_reduce_sum(ops.sum(q)), tiny)
+    for _ in range(iterations):
+        per_prototype = distribute.all_reduce_sum(ops.sum(q, axis=0, keepdims=True))
+        q = q / ops.maximum(per_prototype, tiny) / k
+        q = q / ops.maximum(ops.sum(q, axis=1, keepdims=True), tiny) / batch
+    return ops.stop_gradient(q * batch)
+
+
+@keras.saving.register_keras_serializable(package="tfcontrast")
+class SwAVLoss(ContrastiveLossBase):
+    """SwAV's swapped prediction: each view predicts the code of another view.
+
+    Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
+    Assignments", NeurIPS 2020 (https://arxiv.org/abs/2006.09882). With prototype
+    scores `s_v` (cosines of the normalised projection of view `v` with the normalised
+    prototypes) and codes `q_i = sinkhorn_knopp(s_i)` of the first `assign_views` views:
+
+        L = mean over i < assign_views, j != i of -sum_k q_ik log softmax(s_j / t)_k
+
+    `y_pred` is `(B, V, K)`, the scores of every view (the assigned views first); labels
+    are ignored (`y_true` may be `None`). The codes carry no gradient.
+
+    Args:
+        temperature: `t` (0.1).
+        epsilon: Sinkhorn regularisation (0.05).
+        sinkhorn_iterations: Sinkhorn rounds (3).
+        assign_views: views whose codes are predicted (the 2 global views).
+
+    Example:
+
+    ```python
+    scores = keras.ops.stack([prototypes(z1), prototypes(z2)], axis=1)   # (B, 2, K)
+    loss = tfcontrast.losses.SwAVLoss()(None, scores)
+    ```
+    """
+
+    labels = "ignored"
+    embedding_ranks = (3,)
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        epsilon: float = 0.05,
+        sinkhorn_iterations: int = 3,
+        assign_views: int = 2,
+        name="swav_loss",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        owner = type(self).__name__
+        self.temperature = check_positive("temperature", temperature, owner)
+        self.epsilon = check_positive("epsilon", epsilon, owner)
+        self.sinkhorn_iterations = check_count("sinkhorn_iterations", sinkhorn_iterations, owner)
+        self.assign_views = check_count("assign_views", assign_views, owner)
+
+    def call(self, y_true, y_pred):
+        a = self.assign_views
+        if y_pred.shape[1] is not None and y_pred.shape[1] < max(a, 2):
+            raise ValueError(
+                f"SwAVLoss: `y_pred` must hold at least {max(a, 2)} views on axis 1 "
+                f"(assign_views={a}); received shape {tuple(y_pred.shape)}."
+            )
+        codes = ops.stack(
+            [
+                sinkhorn_knopp(y_pred[:, i], self.epsilon, self.sinkhorn_iterations)
+                for i in range(a)
+            ],
+            axis=1,
+        )
+        return _swapped_cross_entropy(codes, y_pred / self.temperature)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "temperature": self.temperature,
+            "epsilon": self.epsilon,
+            "sinkhorn_iterations": self.sinkhorn_iterations,
+            "assign_views": self.assign_views,
+        }

@@ -17,6 +17,7 @@ from tfcontrast.models.algorithms.nnclr import NNCLR
 from tfcontrast.models.algorithms.simclr import SimCLR
 from tfcontrast.models.algorithms.simsiam import SimSiam
 from tfcontrast.models.algorithms.supcon import SupCon
+from tfcontrast.models.algorithms.swav import SwAV
 from tfcontrast.models.algorithms.vicreg import VICReg
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "SimCLR",
     "SimSiam",
     "SupCon",
+    "SwAV",
     "VICReg",
     "get",
     "get_class",
