@@ -127,7 +127,7 @@ def test_grayscale_arrays_in_keras_layout_train_on_their_own_test_split(
     assert set(metrics["model"]) == {"1nn_accuracy", "knn20_accuracy", "10_labels_1nn_accuracy"}
     with open(os.path.join(run_dir, "config.json")) as f:
         config = json.load(f)
-    assert config["recipe"]["algorithm"] == "simclr" and config["epochs"] == 1
+    assert config["recipe"]["algorithm"] == "vicreg" and config["epochs"] == 1
 
 
 def test_colour_presets_train_on_grayscale(tmp_path, keras_layout_npz):
