@@ -36,7 +36,7 @@ def test_fit_then_evaluate_and_validation_leave_state_alone(name, digits):  # no
         history = model.fit(
             x[:64],
             batch_size=32,
-            epochs=2,
+            epochs=1,  # 2 steps: the state moves, the queue / centre / counter with it
             verbose=0,
             shuffle=False,  # see test_contrastive_model: torch's RNG and validation
             validation_data=(views,) if validate else None,
