@@ -16,9 +16,25 @@ their number and `rel_i` says whether the item at rank `i` (1-based) is relevant
 Each metric is the mean over queries with `R > 0`; queries without any relevant gallery
 item are skipped (their count is returned as `queries_without_relevant`). Ties in the
 score are broken by gallery position (stable sort).
+
+How it is computed: every metric above is a function of the ranks `r_1 < ... < r_R` of
+a query's relevant items (`P(r_j) = j / r_j`; the first relevant rank gives precision@1,
+recall@k and the reciprocal rank), so no query's full ranking is built. The gallery is
+grouped by class (the relevant items of a query are one contiguous block of columns);
+per chunk of queries the similarities are computed once, a sorted copy of each row gives,
+by binary search, how many gallery items score strictly higher than each relevant item,
+and items with exactly the same score (common in float32 at 10^5 items) are counted by
+gallery position. The result equals a stable full sort of every row, ties included,
+in `O(N log N)` float32 work per query and `O(chunk * N)` memory. Similarities are the
+float32 products for `"cosine"` and `"dot"` (as before: converting them to float64
+changes no order) and float64 `2 q.g - |g|^2` for `"l2"` (the same values as the
+previous implementation, so the same ties).
 """
 
 from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -31,6 +47,12 @@ from tfcontrast.evaluation._common import (
 )
 
 _OWNER = "retrieval_metrics"
+#: Bytes of one chunk's similarity matrix; the sorted copy doubles it. A chunk holds at
+#: most `batch_size` queries and fewer when the gallery is large (64 MiB is 83 queries
+#: against 200k float32 scores; matrix products at that size run at full speed).
+_CHUNK_BYTES = 64 * 2**20
+#: Per-query values, one column each (recall@k comes from the first relevant rank).
+_P1, _RP, _MAPR, _AP, _RR, _FIRST = range(6)
 
 
 def retrieval_metrics(
@@ -56,11 +78,17 @@ def retrieval_metrics(
         exclude_self: drop gallery item `i` from the ranking of query `i` (the query
             itself when query set == gallery). Defaults to `True` when
             `gallery_embeddings` is `None`, else `False`.
-        batch_size: queries ranked per chunk (memory is `O(batch_size * N)`).
+        batch_size: at most this many queries per chunk; fewer when the gallery is
+            large, so that a chunk's similarities stay within 64 MiB (memory is
+            `O(min(batch_size, 64 MiB / N) * N)` besides the embeddings).
 
     Returns:
         Dict with `precision_at_1`, `recall_at_{k}` for each `k`, `r_precision`,
         `map_at_r`, `map`, `mrr` (floats in `[0, 1]`) and `queries_without_relevant`.
+
+    Raises:
+        ValueError: on bad shapes or arguments, and when an embedding or a similarity
+            is not finite (NaN or inf has no rank).
 
     Example:
 
@@ -101,45 +129,155 @@ def retrieval_metrics(
             f"{_OWNER}: every value in `ks` must be <= the number of gallery items ranked "
             f"per query ({n_eff}); received ks={ks}."
         )
+    for name, x in (("query_embeddings", q), ("gallery_embeddings", g)):
+        if not np.isfinite(x).all():
+            raise ValueError(f"{_OWNER}: `{name}` contains NaN or inf.")
+
+    q_cls, perm, starts = _group_by_class(q_lab, g_lab)
+    g = g[perm]  # relevant items of a query: one block of columns
     if metric == "cosine":
         q, g = l2_normalize(q), l2_normalize(g)
-    g_sq = np.sum(g * g, axis=1) if metric == "l2" else None
+    # The previous implementation's float64 l2 scores, term for term.
+    g_sq = np.sum(g * g, axis=1).astype(np.float64) if metric == "l2" else None
+    self_col = np.argsort(perm) if exclude_self else None  # query i -> column of item i
+    itemsize = 8 if metric == "l2" else 4
+    chunk = min(batch_size, q.shape[0], max(1, _CHUNK_BYTES // (g.shape[0] * itemsize)))
 
-    sums = {"precision_at_1": 0.0, "r_precision": 0.0, "map_at_r": 0.0, "map": 0.0, "mrr": 0.0}
-    recall = dict.fromkeys(ks, 0.0)
-    num_valid = 0
-    ranks = np.arange(1, n_eff + 1, dtype=np.float64)
-    for q0 in range(0, q.shape[0], batch_size):
-        qb = q[q0 : q0 + batch_size]
-        scores = (qb @ g.T).astype(np.float64)
-        if metric == "l2":
-            scores = 2.0 * scores - g_sq[None, :]  # = -|q-g|^2 + |q|^2 (same ranking)
-        if exclude_self:
-            rows = np.arange(qb.shape[0])
-            scores[rows, rows + q0] = -np.inf  # sorted last, then dropped
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :n_eff]
-        rel = g_lab[order] == q_lab[q0 : q0 + qb.shape[0], None]
-        r = rel.sum(axis=1)
-        valid = r > 0
-        if not np.any(valid):
-            continue
-        rel, r = rel[valid], r[valid]
-        num_valid += rel.shape[0]
-        cum = np.cumsum(rel, axis=1)
-        prec = cum / ranks[None, :]
-        prec_rel = prec * rel
-        sums["precision_at_1"] += float(rel[:, 0].sum())
-        sums["r_precision"] += float(np.sum(cum[np.arange(rel.shape[0]), r - 1] / r))
-        within_r = ranks[None, :] <= r[:, None]
-        sums["map_at_r"] += float(np.sum(np.sum(prec_rel * within_r, axis=1) / r))
-        sums["map"] += float(np.sum(prec_rel.sum(axis=1) / r))
-        sums["mrr"] += float(np.sum(1.0 / (np.argmax(rel, axis=1) + 1)))
-        for k in ks:
-            recall[k] += float(np.any(rel[:, :k], axis=1).sum())
+    values = np.zeros((q.shape[0], 6), dtype=np.float64)
+    valid = np.zeros(q.shape[0], dtype=bool)
+    # Reused for every chunk: fresh 64 MiB arrays cost page faults (system time).
+    products = np.empty((chunk, g.shape[0]), dtype=np.float32)
+    scores = products if g_sq is None else np.empty(products.shape, dtype=np.float64)
+    ordered = np.empty_like(scores)
+    workers = max(1, min(_threads(), chunk))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for q0 in range(0, q.shape[0], chunk):
+            m = min(chunk, q.shape[0] - q0)
+            with np.errstate(over="ignore", invalid="ignore"):  # raised below, clearly
+                np.matmul(q[q0 : q0 + m], g.T, out=products[:m])
+                if g_sq is not None:
+                    np.multiply(products[:m], 2.0, out=scores[:m], dtype=np.float64)
+                    scores[:m] -= g_sq[None, :]
+            # Row blocks in threads: np.sort and np.searchsorted release the GIL.
+            bounds = np.linspace(0, m, workers + 1).astype(int)
+            jobs = [
+                pool.submit(
+                    _rank_rows,
+                    scores[a:b],
+                    ordered[a:b],
+                    np.arange(q0 + a, q0 + b),
+                    q_cls,
+                    starts,
+                    perm,
+                    self_col,
+                    values,
+                    valid,
+                )
+                for a, b in zip(bounds[:-1], bounds[1:])
+                if b > a
+            ]
+            for job in jobs:
+                job.result()
+
+    num_valid = int(valid.sum())
     denom = max(num_valid, 1)
-    out = {"precision_at_1": sums["precision_at_1"] / denom}
-    out.update({f"recall_at_{k}": recall[k] / denom for k in ks})
-    for name in ("r_precision", "map_at_r", "map", "mrr"):
-        out[name] = sums[name] / denom
+    per_query = values[valid]
+    out = {"precision_at_1": float(per_query[:, _P1].sum()) / denom}
+    out.update({f"recall_at_{k}": float(np.sum(per_query[:, _FIRST] <= k)) / denom for k in ks})
+    for name, col in (("r_precision", _RP), ("map_at_r", _MAPR), ("map", _AP), ("mrr", _RR)):
+        out[name] = float(per_query[:, col].sum()) / denom
     out["queries_without_relevant"] = int(q.shape[0] - num_valid)
+    return out
+
+
+def _threads() -> int:
+    """Threads for sorting and ranking: the usable CPUs, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(cpus, 8)
+
+
+def _group_by_class(q_lab: np.ndarray, g_lab: np.ndarray):
+    """Query class ids (-1: not in the gallery), the gallery order grouped by class
+    (stable: gallery positions ascend inside a class) and each class's column block
+    `[starts[c], starts[c + 1])`."""
+    classes, g_cls = np.unique(g_lab, return_inverse=True)
+    g_cls = g_cls.reshape(-1)
+    perm = np.argsort(g_cls, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(g_cls, minlength=classes.size))])
+    try:
+        pos = np.minimum(np.searchsorted(classes, q_lab), classes.size - 1)
+        q_cls = np.where(classes[pos] == q_lab, pos, -1)
+    except TypeError:  # e.g. int query labels vs str gallery labels: nothing matches
+        q_cls = np.full(q_lab.shape[0], -1)
+    return q_cls, perm, starts
+
+
+def _rank_rows(scores, ordered, queries, q_cls, starts, perm, self_col, values, valid) -> None:
+    """Writes the per-query values of `queries` (rows of `scores`, columns in `perm`
+    order) into `values` / `valid` (each row is written by one thread only); `ordered`
+    is scratch space of the shape of `scores`."""
+    n = scores.shape[1]
+    ordered[...] = scores
+    ordered.sort(axis=1)
+    if not (np.isfinite(ordered[:, 0]).all() and np.isfinite(ordered[:, -1]).all()):
+        raise ValueError(
+            f"{_OWNER}: a similarity is not finite (the embeddings overflow the "
+            f"product); rescale the embeddings."
+        )
+    for row, qi in enumerate(queries):
+        c = q_cls[qi]
+        if c < 0:
+            continue
+        a, b = starts[c], starts[c + 1]
+        rel = scores[row, a:b]
+        cols = np.arange(a, b)
+        own = None  # the query's own column, skipped
+        if self_col is not None:
+            own = self_col[qi]
+            keep = cols != own
+            rel, cols = rel[keep], cols[keep]
+        if rel.size == 0:
+            continue
+        srow = ordered[row]
+        hi = np.searchsorted(srow, rel, side="right")
+        above = n - hi  # items scoring strictly higher
+        # hi - 1 holds the item's own value; another copy below it is a tie.
+        tied = srow[np.maximum(hi - 2, 0)] == rel
+        tied &= hi >= 2
+        if own is not None:
+            above -= scores[row, own] > rel
+        if tied.any():
+            above[tied] += _equal_before(scores[row], rel[tied], perm[cols[tied]], perm, own)
+        ranks = np.sort(above) + 1  # distinct: every item has its own place
+        r = ranks.size
+        prec = np.arange(1, r + 1, dtype=np.float64) / ranks
+        within_r = int(np.searchsorted(ranks, r, side="right"))
+        first = int(ranks[0])
+        values[qi] = (
+            float(first == 1),
+            within_r / r,
+            float(prec[:within_r].sum()) / r,
+            float(prec.sum()) / r,
+            1.0 / first,
+            first,
+        )
+        valid[qi] = True
+
+
+def _equal_before(row, tied_values, tied_items, perm, own) -> np.ndarray:
+    """For each relevant item (gallery position `tied_items[j]`, score
+    `tied_values[j]`): how many other items with exactly that score sit earlier in the
+    gallery, i.e. rank above it in a stable sort. The query's own column `own` is not
+    counted."""
+    out = np.zeros(tied_values.shape[0], dtype=np.int64)
+    for value in np.unique(tied_values):
+        cols = np.flatnonzero(row == value)
+        if own is not None:
+            cols = cols[cols != own]
+        earlier = np.sort(perm[cols])
+        pick = tied_values == value
+        out[pick] = np.searchsorted(earlier, tied_items[pick], side="left")
     return out
