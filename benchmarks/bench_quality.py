@@ -54,7 +54,18 @@ from tfcontrast.models import recipes  # noqa: E402
 
 USPS = HERE.parent.parent / "shared" / "datasets" / "usps.npz"
 DATASETS = {"usps": str(USPS), "digits": "digits"}
-SELF_SUPERVISED = ["simclr", "moco_v2", "moco_v3", "byol", "simsiam", "vicreg", "barlow_twins"]
+SELF_SUPERVISED = [
+    "simclr",
+    "moco_v2",
+    "moco_v3",
+    "byol",
+    "simsiam",
+    "vicreg",
+    "barlow_twins",
+    "nnclr",
+    "dino",
+    "swav",
+]
 SUPERVISED = ["supcon", "triplet_batch_hard", "multi_similarity", "arcface", "proxy_anchor"]
 ROWS = SELF_SUPERVISED + SUPERVISED
 

@@ -42,8 +42,8 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "algorithm",
     "vicreg",
-    "simclr, moco_v2, moco_v3, byol, simsiam, vicreg, barlow_twins (no labels needed), "
-    "supcon or metric (labels: supervised, the metric loss set by --loss).",
+    "vicreg (default), simclr, moco_v2, moco_v3, byol, simsiam, barlow_twins, nnclr, dino, swav "
+    "(no labels needed), supcon or metric (labels: supervised, the metric loss set by --loss).",
 )
 # Training settings: unset (None) takes the algorithm's recipe default
 # (tfcontrast.models.recipes), chosen by measurement on a validation split.
