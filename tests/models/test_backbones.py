@@ -17,12 +17,14 @@ def test_shortcut_is_a_strided_one_by_one_convolution(side):
     model = backbones.cifar_resnet18((side, side, 3), width=4)
     shortcut = model.get_layer("stage2_block1_shortcut_conv")
     x = np.random.default_rng(0).normal(size=(2, side, side, 4)).astype("float32")
-    kernel = np.asarray(shortcut.kernel)  # (1, 1, 4, 8)
+    kernel = keras.ops.convert_to_numpy(shortcut.kernel)  # (1, 1, 4, 8)
     # Reference: a 1x1 convolution with stride 2 and "same" padding reads pixels
     # (2i, 2j), whatever the parity of the side.
     expected = np.einsum("bhwc,cd->bhwd", x[:, ::2, ::2], kernel[0, 0])
     subsample = model.get_layer("stage2_block1_shortcut_subsample")
-    np.testing.assert_allclose(np.asarray(shortcut(subsample(x))), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(shortcut(subsample(x))), expected, rtol=1e-5, atol=1e-5
+    )
     assert model.get_layer("stage2_block1_1_conv").output.shape[1] == -(-side // 2)
 
 
@@ -52,10 +54,10 @@ def test_training_step_on_odd_batch_sizes_survives():
 def test_application_preprocessing_matches_its_closed_form():
     # ResNet50 expects caffe-style input: 0..255, BGR, ImageNet channel means removed.
     x = np.random.default_rng(1).uniform(size=(2, 5, 5, 3)).astype("float32")
-    got = np.asarray(backbones.ApplicationPreprocessing("ResNet50")(x))
+    got = keras.ops.convert_to_numpy(backbones.ApplicationPreprocessing("ResNet50")(x))
     expected = x[..., ::-1] * 255.0 - np.array([103.939, 116.779, 123.68], "float32")
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
-    gray = np.asarray(backbones.ApplicationPreprocessing("ResNet50")(x[..., :1]))
+    gray = keras.ops.convert_to_numpy(backbones.ApplicationPreprocessing("ResNet50")(x[..., :1]))
     np.testing.assert_allclose(gray[..., 0] + 103.939, gray[..., 2] + 123.68, atol=1e-3)
 
 
@@ -73,7 +75,7 @@ def test_application_backbone_loads_a_weights_file(tmp_path):
 
     # Batch statistics: at initialisation the moving ones shrink the features to ~1e-10.
     def features(model, images):
-        return np.asarray(model(images, training=True))
+        return keras.ops.convert_to_numpy(model(images, training=True))
 
     # Gray raw pixels in [0, 1] in; MobileNetV3 rescales 0..255 inside itself.
     expected = features(net, np.repeat(x, 3, axis=-1) * 255.0)
