@@ -352,8 +352,8 @@ def match_report(index, test, test_y, seed=0, target_precision=0.99):
 
 
 def _match_line(report) -> str:
-    if "not_calibrated" in report:
-        return f"match threshold: not calibrated ({report['not_calibrated']})"
+    if "not_calibrated" in report:  # its first sentence says why
+        return f"match threshold: not calibrated ({report['not_calibrated'].split('. ')[0]}.)"
     return (
         f"match threshold: cosine >= {report['threshold']:.4f}, chosen on half of the "
         f"held-out images for {report['target_precision']:.0%} precision; on the other half "
