@@ -224,6 +224,32 @@ def test_bad_input_is_a_usage_error(tmp_path, make_args, message):
     assert not (tmp_path / "run" / "config.json").exists()  # the corrected command may run
 
 
+def test_failed_export_keeps_the_run_and_says_so_in_one_line(
+    tmp_path, digits_npz, monkeypatch, capsys
+):
+    # Issue 23, item 8: a parity failure at the end lost metrics.json and printed a traceback.
+    from tfcontrast.export import ParityError
+
+    class Report:
+        def to_json(self):
+            return json.dumps({"passed": False, "cosine_min": 0.5})
+
+    def failing_export(model, sample, name):
+        raise ParityError("tflite int8: cosine min 0.5 < 0.99.", Report())
+
+    monkeypatch.setattr(cli, "_export", failing_export)
+    run_dir = tmp_path / "run"
+    parse(f"--data={digits_npz}", f"--run_dir={run_dir}", "--epochs=1", "--verbose=0")
+    with pytest.raises(SystemExit) as exit_info:
+        cli._main_with_errors(["tfcontrast", "train"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tfcontrast: export failed: tflite int8") and "\n" not in err
+    with open(run_dir / "metrics.json") as f:
+        saved = json.load(f)
+    assert saved["export"]["report"]["cosine_min"] == 0.5 and "model" in saved
+
+
 def test_match_report_measures_the_threshold_on_the_other_half():
     from tfcontrast.retrieval import Index
 

@@ -132,6 +132,10 @@ class UsageError(ValueError):
     """A mistake in the command line or its inputs; reported in one line."""
 
 
+class ExportFailed(RuntimeError):
+    """Training succeeded but an export failed its parity check; reported in one line."""
+
+
 # -- data ------------------------------------------------------------------------------
 def _data_name(data: str) -> str:
     if data.startswith("tfds:"):
@@ -554,13 +558,25 @@ def train():
             "no labels: the embedding's accuracy cannot be measured; give labelled held-out "
             "images (class subfolders, or y in the .npz) to compare it with raw pixels."
         )
+    failed = None
     if FLAGS.export:
-        metrics["export"] = _export(
-            model, x_test, FLAGS.name or f"{_data_name(FLAGS.data)}_{FLAGS.algorithm}"
-        )
+        from tfcontrast.export import ParityError
+
+        try:
+            metrics["export"] = _export(
+                model, x_test, FLAGS.name or f"{_data_name(FLAGS.data)}_{FLAGS.algorithm}"
+            )
+        except ParityError as error:  # training succeeded: keep its results
+            failed = error
+            metrics["export"] = {"failed": str(error), "report": json.loads(error.report.to_json())}
     with open(os.path.join(run_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     print(f"run directory: {run_dir}")
+    if failed is not None:
+        raise ExportFailed(
+            f"{failed} Training succeeded: the model and metrics.json are in {run_dir}; "
+            "exports published before are unchanged."
+        ) from failed
     return metrics
 
 
@@ -734,6 +750,9 @@ def _main_with_errors(argv):
     except (UsageError, ValueError, FileNotFoundError, NotADirectoryError) as error:
         print(f"tfcontrast: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except ExportFailed as error:  # not a usage error, and nothing to debug in a traceback
+        print(f"tfcontrast: export failed: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 def run():

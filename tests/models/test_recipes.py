@@ -110,6 +110,9 @@ def test_optimizer_schedule_spans_the_run():
     peak = max(float(keras.ops.convert_to_numpy(schedule(step))) for step in range(17))
     assert abs(peak - recipe.learning_rate) < 1e-6
     assert float(keras.ops.convert_to_numpy(schedule(16))) < 0.1 * recipe.learning_rate
+    # A run of one step (fewer images than a batch, one epoch) has no room for warm-up.
+    single = recipes.optimizer(recipe.replace(epochs=1, batch_size=64), 35)._learning_rate
+    assert abs(float(keras.ops.convert_to_numpy(single(0))) - recipe.learning_rate) < 1e-6
 
 
 @pytest.mark.parametrize(

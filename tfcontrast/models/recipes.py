@@ -347,7 +347,9 @@ def optimizer(recipe: Recipe, num_examples: int):
     from tfcontrast.optimizers import warmup_cosine_decay
 
     steps = recipe.steps_per_epoch(num_examples) * recipe.epochs_for(num_examples)
-    schedule = warmup_cosine_decay(recipe.learning_rate, steps, warmup_steps=max(1, steps // 20))
+    # 5% warm-up, at least one step unless the run has only one.
+    warmup = min(max(1, steps // 20), steps - 1)
+    schedule = warmup_cosine_decay(recipe.learning_rate, steps, warmup_steps=warmup)
     return keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay)
 
 
