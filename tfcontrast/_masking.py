@@ -173,8 +173,12 @@ def masked_log_ratio(values, numerator, denominator=None, axis=-1, scale=1.0):
     @custom_gradient
     def forward(v):
         x = v if scale == 1 else v * scale
+        # Entries outside a mask take a fill far below every value (not a fixed -1e9:
+        # logits such as -d / T can be lower, and the fill would then dominate a row's
+        # max and count in its sums), so that their exponentials are 0 under any shift.
+        fill = ops.minimum(ops.min(x) - 1e3, _EMPTY)
         if den is not None:
-            x = ops.where(den, x, _EMPTY)
+            x = ops.where(den, x, fill)
         plain_exps = ops.exp(x)
         plain_total = ops.sum(plain_exps, axis=axis, keepdims=True)
 
@@ -197,7 +201,7 @@ def masked_log_ratio(values, numerator, denominator=None, axis=-1, scale=1.0):
             has_num = ops.any(num, axis=axis, keepdims=True)
 
             def own_shift():
-                own = ops.max(ops.where(num, x, _EMPTY), axis=axis, keepdims=True)
+                own = ops.max(ops.where(num, x, fill), axis=axis, keepdims=True)
                 own_exps = ops.where(num, ops.exp(x - own), 0.0)
                 return own_exps, ops.sum(own_exps, axis=axis, keepdims=True), own
 

@@ -313,6 +313,29 @@ def test_soft_nearest_neighbor_exact_at_small_temperature(rng):
     assert np.isfinite(value) and np.all(np.isfinite(grad))
 
 
+@pytest.mark.parametrize("t, scale", [(1e-9, 1.0), (1.0, 1e4)])
+def test_soft_nearest_neighbor_finite_when_logits_pass_the_mask_fill(rng, t, scale):
+    # Issue 23, item 2: once d / T passed 1e9 (the masked entries' fill), the loss was inf
+    # (NaN gradient) where its float64 value is finite. Reference: float64 log-sum-exps.
+    labels, emb = batch(rng, n=12, classes=3)
+    emb = emb * scale
+    got = per_anchor(losses.SoftNearestNeighborLoss(temperature=t), labels, emb)
+    d = np_dist("squared_euclidean", emb.astype(np.float64), emb.astype(np.float64))
+    want = []
+    for i in range(len(labels)):
+        num = np.array(
+            [-d[i, j] / t for j in range(len(labels)) if labels[j] == labels[i] and j != i]
+        )
+        den = np.array([-d[i, k] / t for k in range(len(labels)) if k != i])
+        lse = lambda v: v.max() + np.log(np.exp(v - v.max()).sum())  # noqa: E731
+        want.append(lse(den) - lse(num) if len(num) else 0.0)
+    want = np.array(want)
+    assert (d / t).max() > 1e9  # some logits are beyond the old fill of -1e9
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    value, grad = _grad(losses.SoftNearestNeighborLoss(temperature=t), labels, emb)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+
+
 def test_disjoint_references(rng):
     """`compute` with references that do not contain the anchors (offset=None)."""
     labels, emb = batch(rng, n=6)
