@@ -296,7 +296,10 @@ class DistanceWeightedMiner(Miner):
         # An anchor with no negative inside the cutoff samples uniformly among negatives.
         has_near = ops.max(near, axis=1, keepdims=True) > 0
         allowed = ops.where(has_near, near, negative)
-        logits = ops.where(allowed > 0, logits, ops.full_like(logits, -1e9))
+        # Non-finite distances (NaN inputs) are never sampled: a row of them would make
+        # the sampler return an index out of range; the loss itself becomes NaN.
+        usable = ops.logical_and(allowed > 0, ops.isfinite(logits))
+        logits = ops.where(usable, logits, ops.full_like(logits, -1e9))
         logits = logits - ops.max(logits, axis=1, keepdims=True)
         num_refs = ops.shape(matrix)[1]
         neg = ops.cast(

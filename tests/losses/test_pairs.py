@@ -8,7 +8,7 @@ import tensorflow as tf
 from tests import reference
 from tests.backend_utils import grads_wrt_weights, value_and_grad
 from tfcontrast import miners
-from tfcontrast.losses import ContrastiveLoss, TripletLoss
+from tfcontrast.losses import ContrastiveLoss, MultiSimilarityLoss, TripletLoss
 
 # Class 3 is a singleton: anchor 11 has no positive.
 LABELS = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2, 0, 2, 3], dtype="int32")
@@ -406,3 +406,25 @@ def test_contrastive_rejects_similarities():
         ContrastiveLoss(distance="inner_product")
     # The triplet loss only uses differences d_ap - d_an, so similarities are fine.
     assert TripletLoss(distance="dot").distance.higher_is_closer
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TripletLoss(miner="distance_weighted"),
+        lambda: TripletLoss(miner="batch_hard"),
+        lambda: MultiSimilarityLoss(),
+        lambda: ContrastiveLoss(),
+    ],
+)
+def test_nan_input_gives_a_nan_loss(make):
+    # Issue 23, item 3: the distance-weighted miner raised a raw "indices ... not in
+    # [0, 8)" error, and the others returned a finite loss with NaN gradients.
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(8, 4)).astype("float32")
+    embeddings[3, 1] = np.nan
+    labels = np.array([0, 0, 1, 1, 2, 2, 3, 3], "int32")
+    value = float(keras.ops.convert_to_numpy(make()(labels, embeddings)))
+    assert np.isnan(value)
+    clean = np.nan_to_num(embeddings)
+    assert np.isfinite(float(keras.ops.convert_to_numpy(make()(labels, clean))))

@@ -160,7 +160,10 @@ class MetricLoss(ContrastiveLossBase):
 
     def call(self, y_true, y_pred):
         ref_labels, ref_embeddings, offset = self.references(y_true, y_pred)
-        return self.compute(y_true, y_pred, ref_labels, ref_embeddings, offset)
+        per_anchor = self.compute(y_true, y_pred, ref_labels, ref_embeddings, offset)
+        # A NaN or inf embedding makes its own loss NaN: mining can pass over it and leave
+        # a finite loss with NaN gradients, which `TerminateOnNaN` cannot see.
+        return per_anchor + 0.0 * ops.cast(ops.sum(y_pred, axis=-1), per_anchor.dtype)
 
     def references(self, labels, embeddings):
         """Returns `(ref_labels, ref_embeddings, offset)` for this batch.
