@@ -50,21 +50,14 @@ from _common import machine_info, write_json  # noqa: E402
 
 from tfcontrast import cli  # noqa: E402
 from tfcontrast.evaluation import few_shot_1nn_scores, knn_accuracy, linear_probe  # noqa: E402
-from tfcontrast.models import recipes  # noqa: E402
+from tfcontrast.models import algorithms, recipes  # noqa: E402
 
 USPS = HERE.parent.parent / "shared" / "datasets" / "usps.npz"
 DATASETS = {"usps": str(USPS), "digits": "digits"}
+# Every registered algorithm that trains without labels (the supervised ones are listed
+# with their losses below).
 SELF_SUPERVISED = [
-    "simclr",
-    "moco_v2",
-    "moco_v3",
-    "byol",
-    "simsiam",
-    "vicreg",
-    "barlow_twins",
-    "nnclr",
-    "dino",
-    "swav",
+    name for name in algorithms.names() if not algorithms.get_class(name).needs_labels
 ]
 SUPERVISED = ["supcon", "triplet_batch_hard", "multi_similarity", "arcface", "proxy_anchor"]
 ROWS = SELF_SUPERVISED + SUPERVISED

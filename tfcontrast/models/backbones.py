@@ -91,6 +91,7 @@ def small_convnet(
 
 # -- keras.applications ----------------------------------------------------------------
 APPLICATIONS = sorted(name for name in dir(keras.applications) if name[:1].isupper())
+_APPLICATION_NAMES = {name.lower(): name for name in APPLICATIONS}  # case-insensitive look-up
 
 
 @keras.saving.register_keras_serializable(package="tfcontrast")
@@ -130,10 +131,9 @@ def application(name: str, input_shape, weights=None) -> keras.Model:
         weights: `None` (random), `"imagenet"` (downloaded by Keras) or the path of a
             weights file of the same application.
     """
-    matches = {n.lower(): n for n in APPLICATIONS}
-    if name.lower() not in matches:
+    if not is_application(name):
         raise ValueError(f"Unknown `backbone`: {name!r}. Expected one of {names()}.")
-    name = matches[name.lower()]
+    name = _APPLICATION_NAMES[name.lower()]
     height, width, channels = (int(v) for v in input_shape[-3:])
     if channels not in (1, 3):
         raise ValueError(f"backbone {name}: images must have 1 or 3 channels; received {channels}.")
@@ -166,7 +166,7 @@ def names() -> list[str]:
 
 def is_application(name: str) -> bool:
     """Whether `name` is a `keras.applications` model (case-insensitive)."""
-    return name.lower() in {n.lower() for n in APPLICATIONS}
+    return name.lower() in _APPLICATION_NAMES
 
 
 def is_known(name: str) -> bool:
