@@ -206,6 +206,12 @@ def _npz(tmp_path, **arrays):
         (lambda t: ["--epochs=0"], "--epochs"),
         (lambda t: ["--algorithm=metric", "--loss=quadruplet"], "--loss: .*'quadruplet'"),
         (lambda t: ["--algorithm=metric", "--miner=nope"], "--miner: .*'nope'"),
+        (lambda t: ["--algorithm=metric", "--per_class=4"], "--classes_per_batch: .*both"),
+        (lambda t: ["--classes_per_batch=4", "--per_class=4"], "--per_class: .*need labels"),
+        (
+            lambda t: ["--algorithm=metric", "--classes_per_batch=11", "--per_class=4"],
+            "--classes_per_batch: .*hold 10 classes",
+        ),
         (lambda t: ["--strategy=tpu", "--mixed_precision=mixed_float16"], "contradict"),
         (lambda t: [_npz(t, x=np.zeros((0, 8, 8), "uint8"))], "--data: .*`x` is empty"),
         (
@@ -314,3 +320,22 @@ def test_console_errors_are_one_line_without_traceback(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("tfcontrast:")]
     assert errors == ["tfcontrast: error: --data: no such file or folder: '/no/such/folder'."]
     assert "Traceback" not in result.stderr
+
+
+def test_metric_loss_on_class_batches(tmp_path, digits_npz, capsys):
+    parse(
+        f"--data={digits_npz}",
+        f"--run_dir={tmp_path / 'run'}",
+        "--algorithm=metric",
+        "--loss=triplet",
+        "--miner=batch_hard",
+        "--classes_per_batch=5",
+        "--per_class=4",
+        "--epochs=1",
+        "--export=false",
+        "--verbose=0",
+    )
+    metrics = cli.main(["tfcontrast", "train"])
+    out = capsys.readouterr().out
+    assert "epochs of batch 20 (5 classes x 4 images)" in out
+    assert np.isfinite(metrics["final_loss"]) and "1nn_accuracy" in metrics["model"]

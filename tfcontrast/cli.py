@@ -97,6 +97,14 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "miner", None, "With --loss: the pair or triplet miner, e.g. batch_hard, semi_hard, all."
 )
+flags.DEFINE_integer(
+    "classes_per_batch",
+    None,
+    "With --per_class (supervised algorithms): P x K batches of this many classes (P).",
+)
+flags.DEFINE_integer(
+    "per_class", None, "With --classes_per_batch: images of each class in a batch (K)."
+)
 flags.DEFINE_integer("projection_dim", None, "Output width of the projection head.")
 flags.DEFINE_integer("hidden_dim", None, "Hidden width of the projection and prediction heads.")
 flags.DEFINE_string("serve", None, "Served embedding: backbone or projector.")
@@ -270,6 +278,8 @@ RECIPE_FLAGS = (
     "augmentation",
     "epochs",
     "batch_size",
+    "classes_per_batch",
+    "per_class",
     "learning_rate",
     "weight_decay",
     "projection_dim",
@@ -420,6 +430,12 @@ def _check_flags():
     )
 
 
+def _class_batches(recipe) -> str:
+    if recipe.per_class is None:
+        return ""
+    return f" ({recipe.classes_per_batch} classes x {recipe.per_class} images)"
+
+
 def _settings():
     keys = (
         "data",
@@ -478,6 +494,11 @@ def train():
     labelled = y_train is not None and y_test is not None
     if algorithms.get(recipe.algorithm).needs_labels and y_train is None:
         raise UsageError(f"--algorithm={recipe.algorithm} needs labels; --data has none.")
+    if y_train is not None:
+        try:
+            recipe.check_labels(y_train)
+        except recipes.RecipeError as error:
+            raise UsageError(f"--{error.setting}: {error}") from None
     epochs = recipe.epochs_for(len(x_train))
     print(
         f"data: {FLAGS.data}: {len(x_train)} training and {len(x_test)} held-out images "
@@ -495,7 +516,8 @@ def train():
     print(note)
     print(
         f"recipe: {recipe.algorithm} {model.algorithm.get_config()}, {model.backbone.name} "
-        f"backbone, {epochs} epochs of batch {recipe.batch_size}, learning rate "
+        f"backbone, {epochs} epochs of batch {recipe.batch_size}{_class_batches(recipe)}, "
+        "learning rate "
         f"{recipe.learning_rate}, weight decay {recipe.weight_decay}, serving the "
         f"{recipe.serve} output"
     )
@@ -510,6 +532,7 @@ def train():
         x_train,
         y_train,
         verbose=FLAGS.verbose,
+        seed=FLAGS.seed,
         callbacks=[
             # The backup is kept after the last epoch, so that running the same command
             # again finds the run complete instead of training it again.

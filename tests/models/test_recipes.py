@@ -156,3 +156,53 @@ def test_frozen_backbone_trains_the_heads_then_everything(unfreeze_after):
     backbone_moved = not all(np.allclose(a, b) for a, b in zip(backbone, _weights(model.backbone)))
     assert backbone_moved == (unfreeze_after is not None)
     assert history.epoch[-1] == 1  # the last stage ends at the run's last epoch
+
+
+@pytest.mark.parametrize(
+    "settings, setting, match",
+    [
+        ({"per_class": 4}, "classes_per_batch", "need both"),
+        ({"classes_per_batch": 3}, "per_class", "need both"),
+        ({"classes_per_batch": 3, "per_class": 4, "batch_size": 16}, "batch_size", "= 12"),
+        ({"classes_per_batch": 1, "per_class": 4}, "classes_per_batch", ">= 2"),
+        ({"classes_per_batch": 3, "per_class": 0}, "per_class", ">= 1"),
+    ],
+)
+def test_class_batches_are_checked(settings, setting, match):
+    with pytest.raises(recipes.RecipeError, match=match) as error:
+        recipes.Recipe.for_algorithm("metric", **settings)
+    assert error.value.setting == setting
+    with pytest.raises(recipes.RecipeError, match="need labels"):
+        recipes.Recipe.for_algorithm("simclr", classes_per_batch=3, per_class=4)
+
+
+def test_class_batches_feed_p_classes_of_k_images(monkeypatch):
+    recipe = recipes.Recipe.for_algorithm(
+        "metric", classes_per_batch=3, per_class=4, epochs=2, backbone="small_convnet"
+    )
+    assert recipe.batch_size == 12  # P x K unless set
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(50, 8, 8, 1)).astype("float32")
+    y = np.arange(50) % 5
+    model, _ = recipes.build_model(recipe, x.shape[1:], labels=y)
+    recipes.compile_model(model, recipe, len(x))
+    seen = []
+    real_fit = type(model).fit
+
+    def spy(self, x=None, y=None, **kwargs):
+        seen.append((x, y, kwargs))
+        return real_fit(self, x, y, **kwargs)
+
+    monkeypatch.setattr(type(model), "fit", spy)
+    recipes.fit(model, recipe, x, y)
+    (data, labels, kwargs), = seen
+    assert labels is None and kwargs["steps_per_epoch"] == 5  # ceil(50 / 12)
+    for images, batch_labels in data.take(3).as_numpy_iterator():
+        assert images.shape == (12, 8, 8, 1)
+        classes, counts = np.unique(batch_labels, return_counts=True)
+        assert len(classes) == 3 and (counts == 4).all()
+        # each image is one of x's, with its own label
+        for image, label in zip(images, batch_labels):
+            row = np.flatnonzero(np.abs(x - image).reshape(50, -1).max(axis=1) < 1e-6)
+            assert len(row) == 1 and y[row[0]] == label
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2 * 5

@@ -76,7 +76,14 @@ class Recipe:
         projection_dim: output width of the projection head.
         learning_rate: peak learning rate of AdamW (5% linear warm-up, cosine decay).
         weight_decay: AdamW's decoupled weight decay.
-        batch_size: global batch size.
+        batch_size: global batch size (with `per_class`, `classes_per_batch` x
+            `per_class`).
+        classes_per_batch, per_class: P x K batches for the supervised algorithms:
+            each batch holds `classes_per_batch` (P) classes drawn at random with
+            `per_class` (K) images of each (`tfcontrast.data.class_balanced`), so every
+            anchor has K - 1 positives of its own image's class whatever the number of
+            classes; set both, or neither for batches drawn at random. An epoch is
+            still `len(x)` images.
         epochs: epochs of training; `None` takes enough epochs for `steps` optimisation
             steps (between `min_epochs` and `max_epochs`).
         steps: target number of optimisation steps when `epochs` is `None`.
@@ -97,6 +104,8 @@ class Recipe:
     learning_rate: float = 2e-3
     weight_decay: float = 0.0
     batch_size: int = 256
+    classes_per_batch: int | None = None
+    per_class: int | None = None
     epochs: int | None = None
     steps: int = 3000
     min_epochs: int = 20
@@ -117,6 +126,11 @@ class Recipe:
         overrides = {k: v for k, v in overrides.items() if v is not None}
         options.update(overrides.pop("options", {}) or {})
         settings.update(overrides)
+        if "batch_size" not in overrides and settings.get("per_class") and settings.get(
+            "classes_per_batch"
+        ):
+            # P x K batches: the batch size follows from them unless it is set too.
+            settings["batch_size"] = int(settings["classes_per_batch"]) * int(settings["per_class"])
         unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise RecipeError(unknown[0], f"Recipe: unknown setting(s) {unknown}.")
@@ -176,6 +190,8 @@ class Recipe:
             )
         for name in (
             "batch_size",
+            "classes_per_batch",
+            "per_class",
             "steps",
             "min_epochs",
             "max_epochs",
@@ -183,9 +199,10 @@ class Recipe:
             "epochs",
             "unfreeze_after",
         ):
-            value, least = getattr(self, name), 2 if name == "batch_size" else 1
+            value, least = getattr(self, name), 2 if name in ("batch_size", "classes_per_batch") else 1
             if value is not None and int(value) < least:
                 raise RecipeError(name, f"Recipe: `{name}` must be >= {least}; received {value}.")
+        self._check_class_batches()
         if not self.learning_rate > 0:
             raise RecipeError(
                 "learning_rate",
@@ -200,6 +217,47 @@ class Recipe:
             raise RecipeError(
                 "serve",
                 f"Recipe: `serve` must be 'backbone' or 'projector'; received {self.serve!r}.",
+            )
+
+    def _check_class_batches(self) -> None:
+        pk = (self.classes_per_batch, self.per_class)
+        if pk == (None, None):
+            return
+        if None in pk:
+            missing = "per_class" if self.per_class is None else "classes_per_batch"
+            raise RecipeError(
+                missing, "Recipe: P x K batches need both `classes_per_batch` and `per_class`."
+            )
+        if not algorithms_lib.get_class(self.algorithm).needs_labels:
+            raise RecipeError(
+                "per_class",
+                f"Recipe: P x K batches need labels; algorithm {self.algorithm!r} trains "
+                "without them.",
+            )
+        if self.batch_size != self.classes_per_batch * self.per_class:
+            raise RecipeError(
+                "batch_size",
+                f"Recipe: with P x K batches `batch_size` is classes_per_batch x per_class = "
+                f"{self.classes_per_batch * self.per_class}; received {self.batch_size}.",
+            )
+
+    def check_labels(self, labels) -> None:
+        """Raises a `RecipeError` when P x K batches cannot be drawn from `labels`: fewer
+        classes than `classes_per_batch`, or a class with fewer images than `per_class`."""
+        if self.per_class is None:
+            return
+        classes, counts = np.unique(np.asarray(labels), return_counts=True)
+        if self.classes_per_batch > len(classes):
+            raise RecipeError(
+                "classes_per_batch",
+                f"Recipe: `classes_per_batch`={self.classes_per_batch} but the labels hold "
+                f"{len(classes)} classes.",
+            )
+        if self.per_class > counts.min():
+            raise RecipeError(
+                "per_class",
+                f"Recipe: `per_class`={self.per_class} but class {classes[np.argmin(counts)]} "
+                f"has {counts.min()} images.",
             )
 
     def replace(self, **changes) -> Recipe:
@@ -358,10 +416,13 @@ def compile_model(model, recipe: Recipe, num_examples: int) -> None:
     model.compile(optimizer=optimizer(recipe, num_examples))
 
 
-def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0):
+def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0, seed=0):
     """Trains `model` on images `x` (labels `y` are used only when the algorithm needs
     them) for the recipe's epochs and batch size; returns the `History` (of the last
     stage, with `unfreeze_after`).
+
+    With `per_class` the batches are P x K (`tfcontrast.data.class_balanced`, drawn from
+    `seed`), `recipe.steps_per_epoch(len(x))` of them per epoch.
 
     With `unfreeze_after=N`, the first N epochs train the heads on the frozen backbone;
     then the backbone is unfrozen and the model compiled again (a fresh optimiser whose
@@ -372,6 +433,14 @@ def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0):
     stages = [epochs]
     if recipe.unfreeze_after is not None and recipe.unfreeze_after < epochs:
         stages = [recipe.unfreeze_after, epochs]
+    data = dict(x=x, y=labels, batch_size=recipe.batch_size)
+    if recipe.per_class is not None:
+        from tfcontrast.data import class_balanced
+
+        batches = class_balanced(
+            x, y, recipe.classes_per_batch, recipe.per_class, seed=seed
+        )
+        data = dict(x=batches, steps_per_epoch=recipe.steps_per_epoch(len(x)), shuffle=False)
     history, start = None, 0
     for stage, end in enumerate(stages):
         if stage:  # unfreeze: every weight trains from here on
@@ -379,9 +448,7 @@ def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0):
             remaining = recipe.replace(epochs=end - start)
             model.compile(optimizer=optimizer(remaining, len(x)))
         history = model.fit(
-            x,
-            labels,
-            batch_size=recipe.batch_size,
+            **data,
             epochs=end,
             initial_epoch=start,
             verbose=verbose,
