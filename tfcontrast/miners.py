@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import keras
 from keras import ops
 
+from tfcontrast import _checks
 from tfcontrast import distances as distances_lib
 from tfcontrast._masking import masked_max, masked_min, pair_masks
 from tfcontrast._registry import resolve
@@ -223,9 +224,7 @@ class MultiSimilarityMiner(Miner):
     name = "multi_similarity"
 
     def __init__(self, epsilon: float = 0.1):
-        if not float(epsilon) >= 0.0:
-            raise ValueError(f"MultiSimilarityMiner: `epsilon` must be >= 0; received {epsilon!r}.")
-        self.epsilon = float(epsilon)
+        self.epsilon = _checks.non_negative("epsilon", epsilon, "MultiSimilarityMiner")
 
     def mine(self, matrix, positive, negative, distance, embedding_dim=None):
         s = ops.stop_gradient(distance.to_similarity(matrix))

@@ -24,6 +24,8 @@ import math
 import keras
 from keras import ops
 
+from tfcontrast import _checks
+
 
 @keras.saving.register_keras_serializable(package="tfcontrast")
 class LARS(keras.optimizers.Optimizer):
@@ -59,11 +61,9 @@ class LARS(keras.optimizers.Optimizer):
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        for arg, value in (("momentum", momentum), ("weight_decay", weight_decay), ("eta", eta)):
-            if not float(value) >= 0.0:
-                raise ValueError(f"LARS: `{arg}` must be >= 0; received {arg}={value!r}.")
-        if not 0.0 <= float(momentum) < 1.0:
-            raise ValueError(f"LARS: `momentum` must be in [0, 1); received {momentum!r}.")
+        for arg, value in (("weight_decay", weight_decay), ("eta", eta)):
+            _checks.non_negative(arg, value, "LARS")
+        _checks.in_range("momentum", momentum, "LARS", 0.0, 1.0, high_open=True)
         self.momentum = float(momentum)
         self.lars_weight_decay = float(weight_decay)
         self.eta = float(eta)

@@ -9,7 +9,6 @@ from keras import ops
 from tests import reference
 from tests.backend_utils import value_and_grad
 from tfcontrast import _masking
-from tfcontrast.losses import base
 from tfcontrast.losses.base import ContrastiveLossBase, MetricLoss
 
 
@@ -45,21 +44,6 @@ class _MeanPositiveDistance(MetricLoss):
         matrix = self.distance.to_distance(self.distance(embeddings, ref_embeddings))
         positive, _ = _masking.pair_masks(labels, ref_labels, offset)
         return _masking.masked_mean(matrix, positive)
-
-
-# -- argument checks ------------------------------------------------------------------
-def test_check_helpers():
-    assert base.check_positive("margin", 2, "Owner") == 2.0
-    for bad in (0, -1.0, None, float("nan")):
-        with pytest.raises(ValueError, match=r"Owner: `margin` must be > 0"):
-            base.check_positive("margin", bad, "Owner")
-    assert base.check_non_negative("epsilon", 0, "Owner") == 0.0
-    for bad in (-1e-3, None, float("nan")):
-        with pytest.raises(ValueError, match=r"Owner: `epsilon` must be >= 0"):
-            base.check_non_negative("epsilon", bad, "Owner")
-    assert base.check_choice("mode", "a", ("a", "b"), "Owner") == "a"
-    with pytest.raises(ValueError, match=r"Owner: `mode` must be one of \['a', 'b'\]"):
-        base.check_choice("mode", "c", ("b", "a"), "Owner")
 
 
 # -- labels ---------------------------------------------------------------------------

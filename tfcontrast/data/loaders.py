@@ -17,7 +17,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfcontrast._checks import integer_labels
+from tfcontrast import _checks
 
 logger = logging.getLogger("tfcontrast.data")
 
@@ -29,18 +29,7 @@ _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 def _size_pair(image_size, owner):
     if image_size is None:
         return None
-    if isinstance(image_size, int):
-        image_size = (image_size, image_size)
-    try:
-        h, w = (int(v) for v in image_size)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{owner}: `image_size` must be an int or (height, width); received "
-            f"image_size={image_size!r}."
-        ) from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"{owner}: `image_size` must be positive; received {image_size!r}.")
-    return (h, w)
+    return _checks.size_pair("image_size", image_size, owner)
 
 
 def images_to_float(x, owner: str = "from_arrays", name: str = "x") -> np.ndarray:
@@ -89,7 +78,7 @@ def from_arrays(x, y=None) -> tf.data.Dataset:
     x = images_to_float(x)
     if y is None:
         return tf.data.Dataset.from_tensor_slices(x)
-    y = integer_labels(y, "from_arrays", n=x.shape[0])
+    y = _checks.integer_labels(y, "from_arrays", n=x.shape[0])
     return tf.data.Dataset.from_tensor_slices((x, y))
 
 

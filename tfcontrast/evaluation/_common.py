@@ -50,23 +50,3 @@ def as_labels(y, name: str, n: int) -> np.ndarray:
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     norms = np.sqrt(np.sum(x * x, axis=1, keepdims=True))
     return x / np.maximum(norms, _EPS)
-
-
-def check_choice(name: str, value, choices, owner: str):
-    if value not in choices:
-        raise ValueError(
-            f"{owner}: `{name}` must be one of {list(choices)}; received {name}={value!r}."
-        )
-    return value
-
-
-def check_positive_int(name: str, value, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{owner}: `{name}` must be a positive int; received {name}={value!r}.")
-    return int(value)
-
-
-def check_positive(name: str, value, owner: str) -> float:
-    if value is None or not float(value) > 0.0:
-        raise ValueError(f"{owner}: `{name}` must be > 0; received {name}={value!r}.")
-    return float(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tfcontrast import _checks
 from tfcontrast.evaluation._common import to_numpy
 from tfcontrast.evaluation.evaluate import DEFAULT_METRICS, evaluate_embeddings
 
@@ -62,15 +63,7 @@ class EmbeddingEvaluation(keras.callbacks.Callback):
         **evaluate_kwargs,
     ):
         super().__init__()
-        if (
-            isinstance(every_n_epochs, bool)
-            or not isinstance(every_n_epochs, int)
-            or every_n_epochs < 1
-        ):
-            raise ValueError(
-                f"EmbeddingEvaluation: `every_n_epochs` must be a positive int; received "
-                f"{every_n_epochs!r}."
-            )
+        _checks.integer("every_n_epochs", every_n_epochs, "EmbeddingEvaluation", numpy_ints=False)
         if (train_x is None) != (train_y is None):
             raise ValueError("EmbeddingEvaluation: pass both `train_x` and `train_y`.")
         if embedding is not None and not callable(embedding):

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfcontrast import _checks
 from tfcontrast.evaluation._common import (
     as_embeddings,
     as_labels,
-    check_positive,
-    check_positive_int,
     l2_normalize,
 )
 
@@ -56,7 +55,7 @@ def clustering_scores(
     y = as_labels(labels, "labels", x.shape[0])
     if n_clusters is None:
         n_clusters = int(np.unique(y).shape[0])
-    n_clusters = check_positive_int("n_clusters", n_clusters, "clustering_scores")
+    n_clusters = _checks.integer("n_clusters", n_clusters, "clustering_scores")
     if n_clusters > x.shape[0]:
         raise ValueError(
             f"clustering_scores: `n_clusters`={n_clusters} exceeds the number of "
@@ -84,7 +83,7 @@ def alignment(x, y, alpha: float = 2.0, normalize: bool = True) -> float:
     b = as_embeddings(y, "y")
     if a.shape != b.shape:
         raise ValueError(f"alignment: `x` {a.shape} and `y` {b.shape} must have the same shape.")
-    alpha = check_positive("alpha", alpha, "alignment")
+    alpha = _checks.positive("alpha", alpha, "alignment")
     if normalize:
         a, b = l2_normalize(a), l2_normalize(b)
     dist = np.linalg.norm(a.astype(np.float64) - b, axis=1)
@@ -98,7 +97,7 @@ def class_alignment(embeddings, labels, alpha: float = 2.0, normalize: bool = Tr
     """
     x = as_embeddings(embeddings, "embeddings")
     lab = as_labels(labels, "labels", x.shape[0])
-    alpha = check_positive("alpha", alpha, "class_alignment")
+    alpha = _checks.positive("alpha", alpha, "class_alignment")
     if normalize:
         x = l2_normalize(x)
     x = x.astype(np.float64)
@@ -131,7 +130,7 @@ def uniformity(embeddings, t: float = 2.0, normalize: bool = True, batch_size: i
     x = as_embeddings(embeddings, "embeddings")
     if x.shape[0] < 2:
         raise ValueError("uniformity: `embeddings` needs at least 2 rows.")
-    t = check_positive("t", t, "uniformity")
+    t = _checks.positive("t", t, "uniformity")
     if normalize:
         x = l2_normalize(x)
     x = x.astype(np.float64)
@@ -187,14 +186,12 @@ def infonce_bound(x, y, temperature: float = 0.1, batch_size: int | None = None)
         )
     if a.shape[0] < 2:
         raise ValueError("infonce_bound: needs at least 2 pairs.")
-    temperature = check_positive("temperature", temperature, "infonce_bound")
+    temperature = _checks.positive("temperature", temperature, "infonce_bound")
     k = (
         a.shape[0]
         if batch_size is None
-        else check_positive_int("batch_size", batch_size, "infonce_bound")
+        else _checks.integer("batch_size", batch_size, "infonce_bound", least=2)
     )
-    if k < 2:
-        raise ValueError(f"infonce_bound: `batch_size` must be >= 2; received {batch_size!r}.")
     a = l2_normalize(a).astype(np.float64)
     b = l2_normalize(b).astype(np.float64)
     bounds = []

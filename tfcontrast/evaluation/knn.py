@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfcontrast import _checks
 from tfcontrast.evaluation._common import (
     as_embeddings,
     as_labels,
-    check_choice,
-    check_positive,
-    check_positive_int,
     l2_normalize,
 )
 from tfcontrast.retrieval.index import exact_search
@@ -58,10 +56,10 @@ def knn_predict(
     """
     train = as_embeddings(train_embeddings, "train_embeddings")
     labels = as_labels(train_labels, "train_labels", train.shape[0])
-    check_choice("metric", metric, ("cosine", "l2"), _OWNER)
-    check_choice("weighting", weighting, ("plain", "temperature"), _OWNER)
-    temperature = check_positive("temperature", temperature, _OWNER)
-    k = check_positive_int("k", k, _OWNER)
+    _checks.choice("metric", metric, ("cosine", "l2"), _OWNER)
+    _checks.choice("weighting", weighting, ("plain", "temperature"), _OWNER)
+    temperature = _checks.positive("temperature", temperature, _OWNER)
+    k = _checks.integer("k", k, _OWNER)
     loo = test_embeddings is None
     test = train if loo else as_embeddings(test_embeddings, "test_embeddings")
     if test.shape[1] != train.shape[1]:
@@ -184,7 +182,7 @@ def few_shot_1nn_scores(
 
     train_embeddings = as_embeddings(train_embeddings, "train_embeddings")
     train_labels = as_labels(train_labels, "train_labels", len(train_embeddings))
-    check_positive_int("draws", draws, "few_shot_1nn_scores")
+    _checks.integer("draws", draws, "few_shot_1nn_scores")
     scores = []
     for d in range(draws):
         idx = few_shot_indices(train_labels, shots_per_class, seed=seed + d)

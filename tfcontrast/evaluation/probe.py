@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfcontrast import _checks
 from tfcontrast.evaluation._common import (
     as_embeddings,
     as_labels,
-    check_positive,
-    check_positive_int,
 )
 
 _OWNER = "linear_probe"
@@ -20,7 +19,7 @@ def few_shot_indices(labels, shots_per_class: int, seed: int = 0) -> np.ndarray:
     Raises ValueError naming `shots_per_class` if a class has fewer examples.
     """
     labels = np.asarray(labels)
-    shots = check_positive_int("shots_per_class", shots_per_class, _OWNER)
+    shots = _checks.integer("shots_per_class", shots_per_class, _OWNER)
     rng = np.random.default_rng(seed)
     chosen = []
     for c in np.unique(labels):
@@ -91,9 +90,9 @@ def linear_probe(
             f"{_OWNER}: `test_embeddings` dimension {test.shape[1]} does not match "
             f"`train_embeddings` dimension {train.shape[1]}."
         )
-    epochs = check_positive_int("epochs", epochs, _OWNER)
-    batch_size = check_positive_int("batch_size", batch_size, _OWNER)
-    learning_rate = check_positive("learning_rate", learning_rate, _OWNER)
+    epochs = _checks.integer("epochs", epochs, _OWNER)
+    batch_size = _checks.integer("batch_size", batch_size, _OWNER)
+    learning_rate = _checks.positive("learning_rate", learning_rate, _OWNER)
     if weight_decay < 0:
         raise ValueError(f"{_OWNER}: `weight_decay` must be >= 0; received {weight_decay!r}.")
     if shots_per_class is not None:

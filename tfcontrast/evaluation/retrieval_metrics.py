@@ -38,11 +38,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from tfcontrast import _checks
 from tfcontrast.evaluation._common import (
     as_embeddings,
     as_labels,
-    check_choice,
-    check_positive_int,
     l2_normalize,
 )
 
@@ -120,9 +119,9 @@ def retrieval_metrics(
             f"{_OWNER}: `exclude_self=True` needs as many gallery items as queries; "
             f"received {q.shape[0]} queries and {g.shape[0]} gallery items."
         )
-    check_choice("metric", metric, ("cosine", "l2", "dot"), _OWNER)
-    batch_size = check_positive_int("batch_size", batch_size, _OWNER)
-    ks = tuple(int(check_positive_int("ks", k, _OWNER)) for k in ks)
+    _checks.choice("metric", metric, ("cosine", "l2", "dot"), _OWNER)
+    batch_size = _checks.integer("batch_size", batch_size, _OWNER)
+    ks = tuple(_checks.integer("ks", k, _OWNER) for k in ks)
     n_eff = g.shape[0] - (1 if exclude_self else 0)
     if n_eff < 1 or (ks and max(ks) > n_eff):
         raise ValueError(

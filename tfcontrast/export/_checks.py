@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfcontrast import _checks
+
 _HOW_TO_GIVE_A_SHAPE = (
     "Pass `input_shape=(H, W, C)` to the export, or build the model with a known input "
     "shape (e.g. `keras.Input((32, 32, 3))` as its first layer, or call "
@@ -167,9 +169,7 @@ def prepare_preprocessing(preprocessing, shape):
 
 
 def check_version(version) -> int:
-    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0:
-        raise ValueError(f"`version` must be a non-negative integer or None; received {version!r}.")
-    return int(version)
+    return _checks.integer("version", version, "export.saved_model", least=0)
 
 
 def check_pixel_scale(pixel_scale) -> float:

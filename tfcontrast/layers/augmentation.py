@@ -37,42 +37,9 @@ import math
 import keras
 from keras import ops
 
+from tfcontrast import _checks
+
 _PACKAGE = "tfcontrast"
-
-
-def _check_probability(name: str, value: float, owner: str) -> float:
-    if value is None or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{owner}: `{name}` must be in [0, 1]; received {name}={value!r}.")
-    return float(value)
-
-
-def _check_range(name: str, value, owner: str, low: float = 0.0, high: float = math.inf):
-    try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{owner}: `{name}` must be a pair (min, max); received {name}={value!r}."
-        ) from None
-    if not (low <= a <= b <= high):
-        raise ValueError(
-            f"{owner}: `{name}` must satisfy {low} <= min <= max <= {high}; "
-            f"received {name}={value!r}."
-        )
-    return (a, b)
-
-
-def _check_size(name: str, value, owner: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        value = (value, value)
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{owner}: `{name}` must be an int or a pair (height, width); received {name}={value!r}."
-        ) from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"{owner}: `{name}` must be positive; received {name}={value!r}.")
-    return (h, w)
 
 
 def to_float_images(images):
@@ -109,7 +76,7 @@ class _ImageAugmentation(keras.layers.Layer):
     def __init__(self, p: float = 1.0, seed: int | None = None, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        self.p = _check_probability("p", p, type(self).__name__)
+        self.p = _checks.in_range("p", p, type(self).__name__, 0.0, 1.0)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = False
@@ -205,13 +172,15 @@ class RandomResizedCrop(_ImageAugmentation):
     ):
         kwargs.pop("p", None)
         super().__init__(p=1.0, seed=seed, **kwargs)
-        self.height, self.width = _check_size("height/width", (height, width), "RandomResizedCrop")
-        self.scale = _check_range("scale", scale, "RandomResizedCrop", 0.0, 1.0)
+        self.height, self.width = _checks.size_pair(
+            "height/width", (height, width), "RandomResizedCrop"
+        )
+        self.scale = _checks.ordered_pair("scale", scale, "RandomResizedCrop", 0.0, 1.0)
         if self.scale[1] <= 0.0:
             raise ValueError(
                 f"RandomResizedCrop: `scale` must have max > 0; received scale={scale!r}."
             )
-        self.ratio = _check_range("ratio", ratio, "RandomResizedCrop", 0.0)
+        self.ratio = _checks.ordered_pair("ratio", ratio, "RandomResizedCrop", 0.0)
         if self.ratio[0] <= 0.0:
             raise ValueError(f"RandomResizedCrop: `ratio` must be > 0; received ratio={ratio!r}.")
         self.horizontal_flip = bool(horizontal_flip)
@@ -401,15 +370,14 @@ class ColorJitter(_ImageAugmentation):
         **kwargs,
     ):
         super().__init__(p=p, seed=seed, **kwargs)
-        self.grayscale = _check_probability("grayscale", grayscale, "ColorJitter")
+        self.grayscale = _checks.in_range("grayscale", grayscale, "ColorJitter", 0.0, 1.0)
         for name, value in (
             ("brightness", brightness),
             ("contrast", contrast),
             ("saturation", saturation),
             ("hue", hue),
         ):
-            if value is None or not float(value) >= 0.0:
-                raise ValueError(f"ColorJitter: `{name}` must be >= 0; received {name}={value!r}.")
+            _checks.non_negative(name, value, "ColorJitter")
         if hue > 0.5:
             raise ValueError(f"ColorJitter: `hue` must be in [0, 0.5]; received hue={hue!r}.")
         self.brightness = float(brightness)
@@ -618,7 +586,7 @@ class GaussianBlur(_ImageAugmentation):
                 f"kernel_size={kernel_size!r}."
             )
         self.kernel_size = kernel_size
-        self.sigma = _check_range("sigma", sigma, "GaussianBlur", 0.0)
+        self.sigma = _checks.ordered_pair("sigma", sigma, "GaussianBlur", 0.0)
         if self.sigma[0] <= 0.0:
             raise ValueError(f"GaussianBlur: `sigma` must be > 0; received sigma={sigma!r}.")
 
@@ -667,7 +635,7 @@ class Solarize(_ImageAugmentation):
 
     def __init__(self, threshold: float = 0.5, p: float = 0.2, seed: int | None = None, **kwargs):
         super().__init__(p=p, seed=seed, **kwargs)
-        self.threshold = _check_probability("threshold", threshold, "Solarize")
+        self.threshold = _checks.in_range("threshold", threshold, "Solarize", 0.0, 1.0)
 
     def augment(self, images):
         solarized = ops.where(images >= self.threshold, 1.0 - images, images)
@@ -700,11 +668,7 @@ class RandomGaussianNoise(_ImageAugmentation):
 
     def __init__(self, stddev: float = 0.05, p: float = 0.5, seed: int | None = None, **kwargs):
         super().__init__(p=p, seed=seed, **kwargs)
-        if stddev is None or not float(stddev) >= 0.0:
-            raise ValueError(
-                f"RandomGaussianNoise: `stddev` must be >= 0; received stddev={stddev!r}."
-            )
-        self.stddev = float(stddev)
+        self.stddev = _checks.non_negative("stddev", stddev, "RandomGaussianNoise")
 
     def augment(self, images):
         noise = keras.random.normal(ops.shape(images), stddev=self.stddev, seed=self.seed_generator)
@@ -768,19 +732,19 @@ class RandomAffine(_ImageAugmentation):
     ):
         super().__init__(p=p, seed=seed, **kwargs)
         owner = "RandomAffine"
-        self.rotation = _check_range("rotation", (0.0, rotation), owner, 0.0)[1]
-        self.shear = _check_range("shear", (0.0, shear), owner, 0.0, 60.0)[1]
-        self.scale = _check_range("scale", scale, owner, 0.0)
+        self.rotation = _checks.ordered_pair("rotation", (0.0, rotation), owner, 0.0)[1]
+        self.shear = _checks.ordered_pair("shear", (0.0, shear), owner, 0.0, 60.0)[1]
+        self.scale = _checks.ordered_pair("scale", scale, owner, 0.0)
         if self.scale[0] <= 0.0:
             raise ValueError(f"{owner}: `scale` must have min > 0; received scale={scale!r}.")
-        self.translate = _check_range("translate", (0.0, translate), owner, 0.0, 0.5)[1]
+        self.translate = _checks.ordered_pair("translate", (0.0, translate), owner, 0.0, 0.5)[1]
         if fill_mode not in self._FILL_MODES:
             raise ValueError(
                 f"{owner}: `fill_mode` must be one of {self._FILL_MODES}; received "
                 f"fill_mode={fill_mode!r}."
             )
         self.fill_mode = fill_mode
-        self.fill_value = _check_probability("fill_value", fill_value, owner)
+        self.fill_value = _checks.in_range("fill_value", fill_value, owner, 0.0, 1.0)
 
     def _inverse_maps(self, batch, h, w):
         """Per image, the map from output to input pixel indices: 8 projective coefficients."""
@@ -1008,12 +972,8 @@ def simclr_augmentation(
     ds = tfcontrast.data.multiview(images, augment, views=2, batch_size=256)
     ```
     """
-    size = _check_size("image_size", image_size, "simclr_augmentation")
-    check = float(strength)
-    if not check >= 0.0:
-        raise ValueError(
-            f"simclr_augmentation: `strength` must be >= 0; received strength={strength!r}."
-        )
+    size = _checks.size_pair("image_size", image_size, "simclr_augmentation")
+    _checks.non_negative("strength", strength, "simclr_augmentation")
     seeds = _seeds(seed, 5)
     layers = [
         RandomResizedCrop(*size, scale=scale, horizontal_flip=True, seed=seeds[0]),
@@ -1054,7 +1014,7 @@ def byol_augmentation(image_size=224, seed: int | None = None) -> ViewAugmenter:
     Returns:
         A `ViewAugmenter` giving `(B, 2, h, w, 3)`.
     """
-    size = _check_size("image_size", image_size, "byol_augmentation")
+    size = _checks.size_pair("image_size", image_size, "byol_augmentation")
     seeds = _seeds(seed, 12)
     return ViewAugmenter(
         [
@@ -1076,7 +1036,7 @@ def weak_strong_augmentation(
     Returns:
         A `ViewAugmenter` giving `(B, 2, h, w, C)`: view 0 weak, view 1 strong.
     """
-    size = _check_size("image_size", image_size, "weak_strong_augmentation")
+    size = _checks.size_pair("image_size", image_size, "weak_strong_augmentation")
     seeds = _seeds(seed, 3)
     weak = keras.Sequential(
         [
@@ -1107,8 +1067,8 @@ def multi_crop_augmentation(
         `num_local` `(B, L, L, 3)` local views (a single `(B, 2 + N, ...)` tensor when the
         sizes are equal).
     """
-    gsize = _check_size("global_size", global_size, "multi_crop_augmentation")
-    lsize = _check_size("local_size", local_size, "multi_crop_augmentation")
+    gsize = _checks.size_pair("global_size", global_size, "multi_crop_augmentation")
+    lsize = _checks.size_pair("local_size", local_size, "multi_crop_augmentation")
     if not isinstance(num_local, int) or num_local < 0:
         raise ValueError(
             f"multi_crop_augmentation: `num_local` must be an integer >= 0; received num_local={num_local!r}."
@@ -1185,7 +1145,7 @@ def digits_augmentation(image_size=8, seed: int | None = None) -> keras.Sequenti
     Returns:
         A `keras.Sequential` mapping `(B, H, W, 1)` to `(B, h, w, 1)` in [0, 1].
     """
-    size = _check_size("image_size", image_size, "digits_augmentation")
+    size = _checks.size_pair("image_size", image_size, "digits_augmentation")
     seeds = _seeds(seed, 3)
     return keras.Sequential(
         [

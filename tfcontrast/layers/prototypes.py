@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfcontrast import _checks
 from tfcontrast.distances import l2_normalize
 
 
@@ -41,16 +42,9 @@ class Prototypes(keras.layers.Layer):
 
     def __init__(self, num_prototypes: int, **kwargs):
         super().__init__(**kwargs)
-        if (
-            isinstance(num_prototypes, bool)
-            or not isinstance(num_prototypes, int)
-            or num_prototypes < 2
-        ):
-            raise ValueError(
-                "Prototypes: `num_prototypes` must be an int >= 2; received "
-                f"num_prototypes={num_prototypes!r}."
-            )
-        self.num_prototypes = num_prototypes
+        self.num_prototypes = _checks.integer(
+            "num_prototypes", num_prototypes, "Prototypes", least=2, numpy_ints=False
+        )
 
     def build(self, input_shape):
         self.kernel = self.add_weight(

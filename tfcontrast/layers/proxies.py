@@ -16,6 +16,8 @@ import uuid
 import keras
 from keras import ops
 
+from tfcontrast import _checks
+
 
 def _loading_scope():
     """Keras' per-load table of shared objects, or None outside `keras.saving` loads.
@@ -31,12 +33,6 @@ def _loading_scope():
     except ImportError:  # pragma: no cover - a Keras without it: no sharing
         return None
     return serialization_lib
-
-
-def _positive_int(name: str, value, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: `{name}` must be an integer >= 1; received {name}={value!r}.")
-    return value
 
 
 @keras.saving.register_keras_serializable(package="tfcontrast")
@@ -93,16 +89,12 @@ class Proxies(keras.layers.Layer):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         owner = type(self).__name__
-        self.num_classes = _positive_int("num_classes", num_classes, owner)
-        self.num_centers = _positive_int("num_centers", num_centers, owner)
+        self.num_classes = _checks.integer("num_classes", num_classes, owner, numpy_ints=False)
+        self.num_centers = _checks.integer("num_centers", num_centers, owner, numpy_ints=False)
         if embedding_dim is not None:
-            embedding_dim = _positive_int("embedding_dim", embedding_dim, owner)
+            embedding_dim = _checks.integer("embedding_dim", embedding_dim, owner, numpy_ints=False)
         self.embedding_dim = embedding_dim
-        if lr_multiplier is None or not float(lr_multiplier) > 0.0:
-            raise ValueError(
-                f"{owner}: `lr_multiplier` must be > 0; received lr_multiplier={lr_multiplier!r}."
-            )
-        self.lr_multiplier = float(lr_multiplier)
+        self.lr_multiplier = _checks.positive("lr_multiplier", lr_multiplier, owner)
         if initializer == "default":
             initializer = keras.initializers.RandomNormal(stddev=1.0)
         self.initializer = keras.initializers.get(initializer)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfcontrast import _checks
+
 
 @keras.saving.register_keras_serializable(package="tfcontrast")
 class MemoryQueue(keras.layers.Layer):
@@ -60,14 +62,10 @@ class MemoryQueue(keras.layers.Layer):
     def __init__(self, size: int, dim: int | None = None, with_labels: bool = False, **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise ValueError(f"MemoryQueue: `size` must be a positive int; received size={size!r}.")
-        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0):
-            raise ValueError(
-                f"MemoryQueue: `dim` must be a positive int or None; received dim={dim!r}."
-            )
-        self.size = size
-        self.dim = dim
+        self.size = _checks.integer("size", size, "MemoryQueue", numpy_ints=False)
+        self.dim = (
+            None if dim is None else _checks.integer("dim", dim, "MemoryQueue", numpy_ints=False)
+        )
         self.with_labels = bool(with_labels)
         self.labels = None
         if dim is not None:

@@ -14,6 +14,8 @@ import math
 import keras
 from keras import ops
 
+from tfcontrast import _checks
+
 
 @keras.saving.register_keras_serializable(package="tfcontrast")
 class LogitScale(keras.layers.Layer):
@@ -46,13 +48,11 @@ class LogitScale(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if init_scale is None or not float(init_scale) > 0:
-            raise ValueError(f"LogitScale: `init_scale` must be > 0; received {init_scale!r}.")
-        if max_scale is not None and not float(max_scale) > 0:
-            raise ValueError(f"LogitScale: `max_scale` must be > 0; received {max_scale!r}.")
-        self.init_scale = float(init_scale)
+        self.init_scale = _checks.positive("init_scale", init_scale, "LogitScale")
         self.init_bias = None if init_bias is None else float(init_bias)
-        self.max_scale = None if max_scale is None else float(max_scale)
+        self.max_scale = (
+            None if max_scale is None else _checks.positive("max_scale", max_scale, "LogitScale")
+        )
         self.log_scale = self.add_weight(
             shape=(),
             initializer=keras.initializers.Constant(math.log(self.init_scale)),

@@ -23,29 +23,6 @@ from keras.src.losses.loss import reduce_weighted_values
 from tfcontrast import distances as distances_lib
 
 
-def check_positive(name: str, value: float, owner: str) -> float:
-    """Raises a ValueError naming `name` unless `value > 0`."""
-    if value is None or not float(value) > 0.0:
-        raise ValueError(f"{owner}: `{name}` must be > 0; received {name}={value!r}.")
-    return float(value)
-
-
-def check_non_negative(name: str, value: float, owner: str) -> float:
-    """Raises a ValueError naming `name` unless `value >= 0`."""
-    if value is None or not float(value) >= 0.0:
-        raise ValueError(f"{owner}: `{name}` must be >= 0; received {name}={value!r}.")
-    return float(value)
-
-
-def check_choice(name: str, value: str, choices, owner: str) -> str:
-    """Raises a ValueError naming `name` unless `value` is one of `choices`."""
-    if value not in choices:
-        raise ValueError(
-            f"{owner}: `{name}` must be one of {sorted(choices)}; received {name}={value!r}."
-        )
-    return value
-
-
 def _is_integer_dtype(dtype) -> bool:
     name = keras.backend.standardize_dtype(dtype)
     return name.startswith("int") or name.startswith("uint")

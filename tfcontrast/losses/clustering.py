@@ -16,14 +16,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfcontrast.losses.base import ContrastiveLossBase, check_positive
-
-
-def check_count(name: str, value, owner: str, least: int = 1) -> int:
-    """Raises a ValueError naming `name` unless `value` is an int `>= least`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{owner}: `{name}` must be an int >= {least}; received {name}={value!r}.")
-    return value
+from tfcontrast import _checks
+from tfcontrast.losses.base import ContrastiveLossBase
 
 
 def _swapped_cross_entropy(targets, logits):
@@ -114,10 +108,12 @@ class DINOLoss(ContrastiveLossBase):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        self.student_temperature = check_positive(
+        self.student_temperature = _checks.positive(
             "student_temperature", student_temperature, type(self).__name__
         )
-        self.teacher_views = check_count("teacher_views", teacher_views, type(self).__name__)
+        self.teacher_views = _checks.integer(
+            "teacher_views", teacher_views, type(self).__name__, numpy_ints=False
+        )
 
     def call(self, y_true, y_pred):
         t = self.teacher_views
@@ -219,10 +215,12 @@ class SwAVLoss(ContrastiveLossBase):
     ):
         super().__init__(name=name, **kwargs)
         owner = type(self).__name__
-        self.temperature = check_positive("temperature", temperature, owner)
-        self.epsilon = check_positive("epsilon", epsilon, owner)
-        self.sinkhorn_iterations = check_count("sinkhorn_iterations", sinkhorn_iterations, owner)
-        self.assign_views = check_count("assign_views", assign_views, owner)
+        self.temperature = _checks.positive("temperature", temperature, owner)
+        self.epsilon = _checks.positive("epsilon", epsilon, owner)
+        self.sinkhorn_iterations = _checks.integer(
+            "sinkhorn_iterations", sinkhorn_iterations, owner, numpy_ints=False
+        )
+        self.assign_views = _checks.integer("assign_views", assign_views, owner, numpy_ints=False)
 
     def call(self, y_true, y_pred):
         a = self.assign_views

@@ -21,12 +21,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfcontrast import _checks
 from tfcontrast._linalg import gram
 from tfcontrast._masking import masked_logsumexp, masked_mean, others_mask, self_mask
 from tfcontrast.distances import l2_normalize
 from tfcontrast.layers.queue import MemoryQueue
 from tfcontrast.layers.scale import LogitScale
-from tfcontrast.losses.base import ContrastiveLossBase, MetricLoss, check_choice, check_positive
+from tfcontrast.losses.base import ContrastiveLossBase, MetricLoss
 
 # -- helpers ---------------------------------------------------------------------------
 
@@ -148,7 +149,7 @@ class _ViewLoss(ContrastiveLossBase):
 
     def __init__(self, temperature, name=None, reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.temperature = check_positive("temperature", temperature, type(self).__name__)
+        self.temperature = _checks.positive("temperature", temperature, type(self).__name__)
 
     def get_config(self):
         return {**super().get_config(), "temperature": self.temperature}
@@ -475,7 +476,7 @@ class DCLWLoss(DCLLoss):
 
     def __init__(self, temperature: float = 0.1, sigma: float = 0.5, name="dclw_loss", **kwargs):
         super().__init__(temperature=temperature, name=name, **kwargs)
-        self.sigma = check_positive("sigma", sigma, type(self).__name__)
+        self.sigma = _checks.positive("sigma", sigma, type(self).__name__)
 
     def _weights(self, z, refs, offset):
         refs = ops.stop_gradient(refs)
@@ -564,8 +565,8 @@ class CLIPLoss(_TwoTowerLoss):
     ):
         super().__init__(name=name, **kwargs)
         owner = type(self).__name__
-        self.temperature = check_positive("temperature", temperature, owner)
-        self.max_scale = check_positive("max_scale", max_scale, owner)
+        self.temperature = _checks.positive("temperature", temperature, owner)
+        self.max_scale = _checks.positive("max_scale", max_scale, owner)
         self.logit_scale = _resolve_logit_scale(logit_scale, owner)
         if self.logit_scale is None and learnable_temperature:
             self.logit_scale = LogitScale(
@@ -640,7 +641,7 @@ class SigLIPLoss(_TwoTowerLoss):
     ):
         super().__init__(name=name, **kwargs)
         owner = type(self).__name__
-        self.init_scale = check_positive("init_scale", init_scale, owner)
+        self.init_scale = _checks.positive("init_scale", init_scale, owner)
         self.init_bias = float(init_bias)
         self.logit_scale = _resolve_logit_scale(logit_scale, owner)
         if self.logit_scale is not None and self.logit_scale.bias is None:
@@ -715,7 +716,7 @@ class MultiViewContrastiveLoss(_ViewLoss):
         **kwargs,
     ):
         super().__init__(temperature=temperature, name=name, **kwargs)
-        self.mode = check_choice("mode", mode, self.MODES, type(self).__name__)
+        self.mode = _checks.choice("mode", mode, self.MODES, type(self).__name__)
 
     def _pairs(self, views):
         if self.mode == "core_view":
@@ -786,11 +787,11 @@ class SupConLoss(MetricLoss):
     ):
         super().__init__(distance=distance, name=name, **kwargs)
         owner = type(self).__name__
-        self.temperature = check_positive("temperature", temperature, owner)
+        self.temperature = _checks.positive("temperature", temperature, owner)
         self.base_temperature = (
             None
             if base_temperature is None
-            else check_positive("base_temperature", base_temperature, owner)
+            else _checks.positive("base_temperature", base_temperature, owner)
         )
 
     def call(self, y_true, y_pred):
@@ -848,7 +849,7 @@ class MutualInformationBound(keras.metrics.Metric):
 
     def __init__(self, temperature: float = 0.1, name="mutual_information_bound", dtype=None):
         super().__init__(name=name, dtype=dtype or "float32")
-        self.temperature = check_positive("temperature", temperature, type(self).__name__)
+        self.temperature = _checks.positive("temperature", temperature, type(self).__name__)
         self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="count")
 

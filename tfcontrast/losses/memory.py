@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfcontrast import _checks
 from tfcontrast.losses.base import MetricLoss
 
 
@@ -79,11 +80,11 @@ class CrossBatchMemory(MetricLoss):
         kwargs.pop("distance", None)
         super().__init__(distance=loss.distance, name=name, **kwargs)
         self.loss = loss
-        self.memory_size = _positive_int("memory_size", memory_size, owner)
+        self.memory_size = _checks.integer("memory_size", memory_size, owner, whole_floats=True)
         self.embedding_dim = None
         self.memory_embeddings = None
         if embedding_dim is not None:
-            self._build(_positive_int("embedding_dim", embedding_dim, owner))
+            self._build(_checks.integer("embedding_dim", embedding_dim, owner, whole_floats=True))
 
     # -- ring buffer ------------------------------------------------------------------
     # (A minimal ring buffer; `tfcontrast.layers.MemoryQueue` could replace it.)
@@ -186,16 +187,3 @@ class CrossBatchMemory(MetricLoss):
         config = dict(config)
         config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
         return cls(**config)
-
-
-def _positive_int(name: str, value, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        try:
-            ok = int(value) == value and value > 0 and not isinstance(value, bool)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"{owner}: `{name}` must be a positive integer; received {name}={value!r}."
-            )
-    return int(value)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfcontrast import _checks
 from tfcontrast import miners as miners_lib
 from tfcontrast._masking import masked_mean, pair_masks
-from tfcontrast.losses.base import MetricLoss, check_positive
+from tfcontrast.losses.base import MetricLoss
 
 
 class MiningLoss(MetricLoss):
@@ -85,7 +86,7 @@ class ContrastiveLoss(MiningLoss):
         **kwargs,
     ):
         super().__init__(distance=distance, miner=miner, name=name, **kwargs)
-        self.margin = check_positive("margin", margin, type(self).__name__)
+        self.margin = _checks.positive("margin", margin, type(self).__name__)
         if self.distance.higher_is_closer:
             # With a similarity s the "distance" is -s, and d^2 = s^2 would pull
             # positives towards orthogonality instead of together.
@@ -149,7 +150,7 @@ class TripletLoss(MiningLoss):
         if miner is None:
             miner = "all"
         super().__init__(distance=distance, miner=miner, name=name, **kwargs)
-        self.margin = check_positive("margin", margin, type(self).__name__)
+        self.margin = _checks.positive("margin", margin, type(self).__name__)
         self.soft_margin = bool(soft_margin)
 
     def _hinge(self, gap):

@@ -43,24 +43,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfcontrast import distribute
+from tfcontrast import _checks, distribute
 from tfcontrast._masking import masked_logsumexp
 from tfcontrast.distances import l2_normalize
-from tfcontrast.layers.proxies import Proxies, _positive_int
-from tfcontrast.losses.base import ContrastiveLossBase, check_positive
-
-
-def _check_range(name, value, low, high, owner, *, high_open=True, hint=""):
-    """Raises a ValueError naming `name` unless `low <= value < high` (`<=` if closed)."""
-    value = None if value is None else float(value)
-    upper_ok = value is not None and (value < high if high_open else value <= high)
-    if value is None or not (value >= low and upper_ok):
-        bracket = ")" if high_open else "]"
-        raise ValueError(
-            f"{owner}: `{name}` must be in [{low:g}, {high:g}{bracket}; received "
-            f"{name}={value!r}.{hint}"
-        )
-    return value
+from tfcontrast.layers.proxies import Proxies
+from tfcontrast.losses.base import ContrastiveLossBase
 
 
 def check_label_range(labels, num_classes: int, owner: str, argument: str = "y_true"):
@@ -272,8 +259,10 @@ class ArcFaceLoss(ProxyLoss):
         hint = ""
         if margin is not None and float(margin) >= math.pi / 2 and float(margin) < 90:
             hint = f" The margin is in radians: for {float(margin):g} degrees pass math.radians()."
-        self.margin = _check_range("margin", margin, 0.0, math.pi / 2, owner, hint=hint)
-        self.scale = check_positive("scale", scale, owner)
+        self.margin = _checks.in_range(
+            "margin", margin, owner, 0.0, math.pi / 2, high_open=True, hint=hint
+        )
+        self.scale = _checks.positive("scale", scale, owner)
         self.easy_margin = bool(easy_margin)
         super().__init__(num_classes, embedding_dim, name=name, **kwargs)
 
@@ -347,7 +336,9 @@ class SubCenterArcFaceLoss(ArcFaceLoss):
         **kwargs,
     ):
         # Set before the base class builds or checks the proxies.
-        self.num_centers = _positive_int("num_centers", num_centers, type(self).__name__)
+        self.num_centers = _checks.integer(
+            "num_centers", num_centers, type(self).__name__, numpy_ints=False
+        )
         super().__init__(
             num_classes,
             embedding_dim,
@@ -390,7 +381,7 @@ def subcenter_outliers(embeddings, labels, proxies, threshold: float = 75.0):
             f"{owner}: `proxies` must be a tfcontrast.layers.Proxies layer or a proxy loss; "
             f"received {type(proxies).__name__}."
         )
-    threshold = _check_range("threshold", threshold, 0.0, 180.0, owner, high_open=False)
+    threshold = _checks.in_range("threshold", threshold, owner, 0.0, 180.0)
     if threshold == 0.0:
         raise ValueError(f"{owner}: `threshold` must be in (0, 180]; received threshold=0.")
     x = np.asarray(ops.convert_to_numpy(embeddings), dtype="float64")
@@ -461,8 +452,8 @@ class CosFaceLoss(ProxyLoss):
         **kwargs,
     ):
         owner = type(self).__name__
-        self.margin = _check_range("margin", margin, 0.0, 1.0, owner, high_open=False)
-        self.scale = check_positive("scale", scale, owner)
+        self.margin = _checks.in_range("margin", margin, owner, 0.0, 1.0)
+        self.scale = _checks.positive("scale", scale, owner)
         super().__init__(num_classes, embedding_dim, name=name, **kwargs)
 
     def compute(self, labels, embeddings, one_hot):
@@ -508,7 +499,7 @@ class NormalizedSoftmaxLoss(ProxyLoss):
         name="normalized_softmax_loss",
         **kwargs,
     ):
-        self.temperature = check_positive("temperature", temperature, type(self).__name__)
+        self.temperature = _checks.positive("temperature", temperature, type(self).__name__)
         super().__init__(num_classes, embedding_dim, name=name, **kwargs)
 
     def compute(self, labels, embeddings, one_hot):
@@ -552,7 +543,7 @@ class ProxyNCALoss(NormalizedSoftmaxLoss):
     """
 
     def __init__(self, num_classes=None, embedding_dim=None, softmax_scale: float = 1.0, **kwargs):
-        self.softmax_scale = check_positive("softmax_scale", softmax_scale, type(self).__name__)
+        self.softmax_scale = _checks.positive("softmax_scale", softmax_scale, type(self).__name__)
         kwargs.setdefault("name", "proxy_nca_loss")
         kwargs["temperature"] = 0.5 / self.softmax_scale
         super().__init__(num_classes, embedding_dim, **kwargs)
@@ -608,8 +599,8 @@ class ProxyAnchorLoss(ProxyLoss):
         **kwargs,
     ):
         owner = type(self).__name__
-        self.margin = _check_range("margin", margin, 0.0, 1.0, owner)
-        self.alpha = check_positive("alpha", alpha, owner)
+        self.margin = _checks.in_range("margin", margin, owner, 0.0, 1.0, high_open=True)
+        self.alpha = _checks.positive("alpha", alpha, owner)
         super().__init__(num_classes, embedding_dim, name=name, **kwargs)
 
     def compute(self, labels, embeddings, one_hot):

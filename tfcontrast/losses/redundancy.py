@@ -27,10 +27,11 @@ import itertools
 import keras
 from keras import ops
 
+from tfcontrast import _checks
 from tfcontrast._gradients import custom_gradient
 from tfcontrast._linalg import gram
 from tfcontrast._normalization import standardize
-from tfcontrast.losses.base import ContrastiveLossBase, check_non_negative, check_positive
+from tfcontrast.losses.base import ContrastiveLossBase
 
 
 def _global_views(y_pred):
@@ -121,10 +122,10 @@ class VICRegLoss(ContrastiveLossBase):
     ):
         super().__init__(name=name, **kwargs)
         owner = type(self).__name__
-        self.invariance_weight = check_non_negative("invariance_weight", invariance_weight, owner)
-        self.variance_weight = check_non_negative("variance_weight", variance_weight, owner)
-        self.covariance_weight = check_non_negative("covariance_weight", covariance_weight, owner)
-        self.epsilon = check_positive("epsilon", epsilon, owner)
+        self.invariance_weight = _checks.non_negative("invariance_weight", invariance_weight, owner)
+        self.variance_weight = _checks.non_negative("variance_weight", variance_weight, owner)
+        self.covariance_weight = _checks.non_negative("covariance_weight", covariance_weight, owner)
+        self.epsilon = _checks.positive("epsilon", epsilon, owner)
 
     def call(self, y_true, y_pred):
         num_views = _num_views(y_pred, type(self).__name__)
@@ -257,8 +258,8 @@ class BarlowTwinsLoss(ContrastiveLossBase):
     ):
         super().__init__(name=name, **kwargs)
         owner = type(self).__name__
-        self.lambda_ = check_non_negative("lambda_", lambda_, owner)
-        self.epsilon = check_positive("epsilon", epsilon, owner)
+        self.lambda_ = _checks.non_negative("lambda_", lambda_, owner)
+        self.epsilon = _checks.positive("epsilon", epsilon, owner)
 
     def call(self, y_true, y_pred):
         num_views = _num_views(y_pred, type(self).__name__)

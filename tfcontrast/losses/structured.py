@@ -18,8 +18,9 @@ import math
 import keras
 from keras import ops
 
+from tfcontrast import _checks
 from tfcontrast._masking import masked_log_ratio, masked_logsumexp, masked_mean, others_mask
-from tfcontrast.losses.base import MetricLoss, check_non_negative, check_positive
+from tfcontrast.losses.base import MetricLoss
 from tfcontrast.losses.pairs import MiningLoss
 
 
@@ -69,7 +70,7 @@ class NPairLoss(MiningLoss):
         self, l2_reg: float = 0.0, distance="dot", miner=None, name="npair_loss", **kwargs
     ):
         super().__init__(distance=distance, miner=miner, name=name, **kwargs)
-        self.l2_reg = check_non_negative("l2_reg", l2_reg, type(self).__name__)
+        self.l2_reg = _checks.non_negative("l2_reg", l2_reg, type(self).__name__)
 
     def compute(self, labels, embeddings, ref_labels, ref_embeddings, offset):
         matrix, pairs = self.mined_pairs(labels, embeddings, ref_labels, ref_embeddings, offset)
@@ -131,8 +132,8 @@ class LiftedStructureLoss(MiningLoss):
         **kwargs,
     ):
         super().__init__(distance=distance, miner=miner, name=name, **kwargs)
-        self.margin = check_positive("margin", margin, type(self).__name__)
-        self.pos_margin = check_non_negative("pos_margin", pos_margin, type(self).__name__)
+        self.margin = _checks.positive("margin", margin, type(self).__name__)
+        self.pos_margin = _checks.non_negative("pos_margin", pos_margin, type(self).__name__)
 
     def compute(self, labels, embeddings, ref_labels, ref_embeddings, offset):
         matrix, pairs = self.mined_pairs(labels, embeddings, ref_labels, ref_embeddings, offset)
@@ -194,8 +195,8 @@ class CircleLoss(MiningLoss):
         **kwargs,
     ):
         super().__init__(distance=distance, miner=miner, name=name, **kwargs)
-        self.margin = check_positive("margin", margin, type(self).__name__)
-        self.gamma = check_positive("gamma", gamma, type(self).__name__)
+        self.margin = _checks.positive("margin", margin, type(self).__name__)
+        self.gamma = _checks.positive("gamma", gamma, type(self).__name__)
 
     def compute(self, labels, embeddings, ref_labels, ref_embeddings, offset):
         matrix, pairs = self.mined_pairs(labels, embeddings, ref_labels, ref_embeddings, offset)
@@ -269,8 +270,8 @@ class MultiSimilarityLoss(MiningLoss):
     ):
         super().__init__(distance=distance, miner=miner, name=name, **kwargs)
         owner = type(self).__name__
-        self.alpha = check_positive("alpha", alpha, owner)
-        self.beta = check_positive("beta", beta, owner)
+        self.alpha = _checks.positive("alpha", alpha, owner)
+        self.beta = _checks.positive("beta", beta, owner)
         if lmda is None or not math.isfinite(float(lmda)):
             raise ValueError(f"{owner}: `lmda` must be a finite number; received lmda={lmda!r}.")
         self.lmda = float(lmda)
@@ -341,7 +342,9 @@ class SoftNearestNeighborLoss(MetricLoss):
         **kwargs,
     ):
         super().__init__(distance=distance, name=name, **kwargs)
-        self._initial_temperature = check_positive("temperature", temperature, type(self).__name__)
+        self._initial_temperature = _checks.positive(
+            "temperature", temperature, type(self).__name__
+        )
         self.learnable_temperature = bool(learnable_temperature)
         self.log_temperature = None
         if self.learnable_temperature:

@@ -43,6 +43,8 @@ from collections.abc import Sequence
 
 import keras
 
+from tfcontrast import _checks
+
 #: Layer classes adapted by default (all have `enable_lora` in Keras 3).
 DEFAULT_TARGETS = ("Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D")
 
@@ -116,8 +118,7 @@ def enable_lora(
         ValueError: `rank` is not a positive integer, `model` is not built, or no layer
             matches `target`.
     """
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
-        raise ValueError(f"enable_lora: `rank` must be a positive integer; received {rank!r}.")
+    _checks.integer("rank", rank, "enable_lora", numpy_ints=False)
     if alpha is not None and not alpha > 0:
         raise ValueError(f"enable_lora: `alpha` must be positive; received {alpha!r}.")
     if isinstance(target, (str, type)):

@@ -38,6 +38,15 @@ class OptionError(ValueError):
         self.option = option
 
 
+def check_option(check, name: str, value, owner: str, *args, **kwargs):
+    """`check(name, value, owner, *args, **kwargs)` (a `tfcontrast._checks` function),
+    its `ValueError` raised as an `OptionError` naming the option `name`."""
+    try:
+        return check(name, value, owner, *args, **kwargs)
+    except ValueError as error:
+        raise OptionError(name, str(error)) from None
+
+
 class Algorithm:
     """Base class of self-supervised and supervised-contrastive algorithms.
 

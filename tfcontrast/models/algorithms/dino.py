@@ -9,23 +9,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfcontrast import _checks
 from tfcontrast.layers.heads import ProjectionHead
-from tfcontrast.models.algorithms.base import Algorithm, OptionError, register
-
-
-def _check_int(owner, name, value, least):
-    from tfcontrast.losses.clustering import check_count
-
-    try:
-        return check_count(name, value, owner, least)
-    except ValueError as error:
-        raise OptionError(name, str(error)) from None
-
-
-def _check_positive(owner, name, value):
-    if not float(value) > 0:
-        raise OptionError(name, f"{owner}: `{name}` must be > 0; received {name}={value!r}.")
-    return float(value)
+from tfcontrast.models.algorithms.base import Algorithm, check_option, register
 
 
 @register
@@ -88,24 +74,22 @@ class DINO(Algorithm):
         teacher_views: int = 2,
     ):
         owner = "DINO"
-        _check_int(owner, "num_prototypes", num_prototypes, 2)
-        _check_int(owner, "teacher_views", teacher_views, 1)
+        integer = _checks.integer
+        check_option(integer, "num_prototypes", num_prototypes, owner, least=2, numpy_ints=False)
+        check_option(integer, "teacher_views", teacher_views, owner, numpy_ints=False)
         for name, value in (
             ("student_temperature", student_temperature),
             ("teacher_temperature", teacher_temperature),
             ("warmup_teacher_temperature", warmup_teacher_temperature),
         ):
-            _check_positive(owner, name, value)
+            check_option(_checks.positive, name, value, owner)
         for name, value in (
             ("teacher_warmup", teacher_warmup),
             ("center_momentum", center_momentum),
             ("momentum", momentum),
             ("final_momentum", final_momentum),
         ):
-            if not 0.0 <= float(value) <= 1.0:
-                raise OptionError(
-                    name, f"{owner}: `{name}` must be in [0, 1]; received {name}={value!r}."
-                )
+            check_option(_checks.in_range, name, value, owner, 0.0, 1.0)
         super().__init__(
             num_prototypes=num_prototypes,
             student_temperature=student_temperature,

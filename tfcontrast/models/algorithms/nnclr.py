@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from keras import ops
 
+from tfcontrast import _checks
 from tfcontrast.distances import l2_normalize
 from tfcontrast.layers.heads import PredictionHead, ProjectionHead
-from tfcontrast.models.algorithms.base import Algorithm, OptionError, register
+from tfcontrast.models.algorithms.base import Algorithm, OptionError, check_option, register
 
 
 def nearest_neighbours(queries, support, valid=None):
@@ -92,10 +93,7 @@ class NNCLR(Algorithm):
                 f"NNCLR: `queue_size` must be an int >= the global batch size; received "
                 f"{queue_size!r}.",
             )
-        if not float(temperature) > 0:
-            raise OptionError(
-                "temperature", f"NNCLR: `temperature` must be > 0; received {temperature!r}."
-            )
+        check_option(_checks.positive, "temperature", temperature, "NNCLR")
         super().__init__(temperature=temperature, queue_size=queue_size)
         from tfcontrast.losses import InfoNCELoss
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfcontrast import _checks
 from tfcontrast.layers.heads import ProjectionHead
-from tfcontrast.models.algorithms.base import Algorithm, register
-from tfcontrast.models.algorithms.dino import _check_int, _check_positive
+from tfcontrast.models.algorithms.base import Algorithm, check_option, register
 
 
 @register
@@ -58,12 +58,20 @@ class SwAV(Algorithm):
         assign_views: int = 2,
     ):
         owner = "SwAV"
-        _check_int(owner, "num_prototypes", num_prototypes, 2)
-        _check_int(owner, "sinkhorn_iterations", sinkhorn_iterations, 1)
-        _check_int(owner, "freeze_prototypes_steps", freeze_prototypes_steps, 0)
-        _check_int(owner, "assign_views", assign_views, 1)
-        _check_positive(owner, "temperature", temperature)
-        _check_positive(owner, "epsilon", epsilon)
+        integer = _checks.integer
+        check_option(integer, "num_prototypes", num_prototypes, owner, least=2, numpy_ints=False)
+        check_option(integer, "sinkhorn_iterations", sinkhorn_iterations, owner, numpy_ints=False)
+        check_option(
+            integer,
+            "freeze_prototypes_steps",
+            freeze_prototypes_steps,
+            owner,
+            least=0,
+            numpy_ints=False,
+        )
+        check_option(integer, "assign_views", assign_views, owner, numpy_ints=False)
+        check_option(_checks.positive, "temperature", temperature, owner)
+        check_option(_checks.positive, "epsilon", epsilon, owner)
         super().__init__(
             num_prototypes=num_prototypes,
             temperature=temperature,
