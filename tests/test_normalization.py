@@ -1,5 +1,6 @@
-"""`tfcontrast._normalization.standardize` (Barlow Twins' batch normalisation) against
-NumPy, on every backend; on TensorFlow also the fused kernel against the generic form."""
+"""`tfcontrast._normalization`: the L2 normalisation (keras.ops) and its NumPy twin;
+`standardize` (Barlow Twins' batch normalisation) against NumPy, on every backend; on
+TensorFlow also the fused kernel against the generic form."""
 
 import keras
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 
 from tests.backend_utils import BACKEND, value_and_grad
 from tests.reference import numerical_gradient
-from tfcontrast._normalization import standardize
+from tfcontrast import distances
+from tfcontrast._normalization import l2_normalize, l2_normalize_numpy, standardize
 
 
 def np_standardize(x, epsilon, scale):
@@ -102,3 +104,55 @@ def test_fused_kernel_matches_generic_form(rng):
     generic = value_and_grad(lambda v: standardize(v, 1e-5, 0.3) * weights, x.astype("float64"))
     np.testing.assert_allclose(fused[0], generic[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(fused[1][0], generic[1][0], rtol=1e-4, atol=1e-5)
+
+
+# -- L2 normalisation -----------------------------------------------------------------
+def test_l2_normalize_value_and_gradient(rng):
+    x = rng.normal(size=(5, 3, 4)).astype("float32")
+    x[1, 2] = 0.0  # a zero vector stays zero, with a finite gradient
+    weights = rng.normal(size=x.shape).astype("float32")
+    upstream = keras.ops.convert_to_tensor(weights)
+    value, (grad,) = value_and_grad(lambda v: l2_normalize(v) * upstream, x)
+    norms = np.linalg.norm(x.astype(np.float64), axis=-1, keepdims=True)
+    expected = x / np.maximum(norms, 1e-6)
+    np.testing.assert_allclose(value, weights * expected, rtol=1e-5, atol=1e-7)
+    assert np.all(value[1, 2] == 0.0) and np.all(np.isfinite(grad))
+    # d/dx sum(W * x/|x|) = (W - u (u.W)) / |x| with u = x/|x|, away from zero
+    safe = np.where(norms > 0, norms, 1.0)
+    unit = x / safe
+    closed = (weights - unit * np.sum(unit * weights, -1, keepdims=True)) / safe
+    nonzero = norms[..., 0] > 0
+    np.testing.assert_allclose(grad[nonzero], closed[nonzero], rtol=1e-4, atol=1e-5)
+
+
+def test_l2_normalize_axis_and_public_name():
+    x = np.array([[3.0, 0.0], [4.0, 1.0]], "float32")
+    out = keras.ops.convert_to_numpy(l2_normalize(x, axis=0))
+    np.testing.assert_allclose(out, [[0.6, 0.0], [0.8, 1.0]], rtol=1e-6)
+    assert distances.l2_normalize is l2_normalize  # one implementation
+
+
+def test_l2_normalize_numpy_twin():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 5)).astype("float32")
+    x[2] = 0.0
+    out = l2_normalize_numpy(x)
+    assert out.dtype == np.float32  # float32 stays float32; float64 stays float64
+    assert l2_normalize_numpy(x.astype(np.float64)).dtype == np.float64
+    # The formula the evaluation metrics and the index used before, to the bit.
+    before = x / np.maximum(np.sqrt(np.sum(x * x, axis=1, keepdims=True)), 1e-12)
+    np.testing.assert_array_equal(out, before)
+    assert np.all(out[2] == 0.0)
+    np.testing.assert_allclose(np.linalg.norm(np.delete(out, 2, 0), axis=1), 1.0, rtol=1e-6)
+    centres = rng.normal(size=(2, 3, 5))  # any axis, last by default
+    np.testing.assert_allclose(np.linalg.norm(l2_normalize_numpy(centres), axis=-1), 1.0)
+    np.testing.assert_allclose(np.linalg.norm(l2_normalize_numpy(centres, axis=1), axis=1), 1.0)
+
+
+def test_l2_normalize_floors_differ_below_1e_6():
+    """The twin floors the norm at 1e-12, `l2_normalize` its square (the norm at 1e-6):
+    a vector of norm 1e-9 is a unit vector for the twin and stays short in keras.ops."""
+    x = np.array([[6e-10, 8e-10]])
+    np.testing.assert_allclose(l2_normalize_numpy(x), [[0.6, 0.8]], rtol=1e-12)
+    short = keras.ops.convert_to_numpy(l2_normalize(x.astype("float32")))
+    np.testing.assert_allclose(short, x / 1e-6, rtol=1e-5)

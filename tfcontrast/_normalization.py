@@ -1,4 +1,21 @@
-"""Standardisation of feature columns along the batch (private).
+"""Normalisations (private): L2 normalisation of vectors, and standardisation of
+feature columns along the batch.
+
+L2 normalisation
+----------------
+
+`l2_normalize` (`keras.ops`, any backend, differentiable) is the one every loss, layer
+and algorithm uses: `x / max(|x|, 1e-6)`, written `x * rsqrt(max(|x|^2, 1e-12))` so the
+zero vector stays zero with a finite gradient (`tf.math.l2_normalize` does the same).
+`l2_normalize_numpy` is its NumPy twin for the code that works on NumPy arrays
+(evaluation metrics, the retrieval index, export parity reports, training monitors):
+`x / max(|x|, 1e-12)`, in the input's float dtype. The twin keeps the floor that the
+NumPy code has always had (on the norm, not on its square), so metric, index and parity
+numbers are unchanged; the two differ only for vectors shorter than 1e-6, which no
+trained embedding is, and both leave the zero vector at zero.
+
+Standardisation
+---------------
 
 Barlow Twins batch-normalises each view before its cross-correlation. Written with
 `keras.ops`, that is a mean, a centring, a variance and a product forward, and about a
@@ -21,9 +38,29 @@ Subtracting one row is cheaper than subtracting the mean (no reduction).
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfcontrast._linalg import _scaled
+
+#: Floor of `|x|^2` in `l2_normalize` (the norm's floor is its square root, 1e-6).
+SQUARED_NORM_FLOOR = 1e-12
+#: Floor of `|x|` in `l2_normalize_numpy`.
+NORM_FLOOR_NUMPY = 1e-12
+
+
+def l2_normalize(x, axis=-1):
+    """L2-normalises `x` along `axis` (`keras.ops`); zero vectors stay zero (no NaN)."""
+    x = ops.convert_to_tensor(x)  # torch: a NumPy array times a tensor raises
+    sq = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    return x * ops.rsqrt(ops.maximum(sq, SQUARED_NORM_FLOOR))
+
+
+def l2_normalize_numpy(x, axis: int = -1) -> np.ndarray:
+    """`x / max(|x|, 1e-12)` along `axis` with NumPy, in `x`'s float dtype (float32
+    stays float32; cast first for float64 results). Zero vectors stay zero."""
+    x = np.asarray(x)
+    return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), NORM_FLOOR_NUMPY)
 
 
 def standardize(x, epsilon, scale=1.0):

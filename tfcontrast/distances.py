@@ -28,6 +28,7 @@ import keras
 from keras import ops
 
 from tfcontrast._linalg import gram
+from tfcontrast._normalization import l2_normalize
 from tfcontrast._registry import resolve
 
 _EPS = 1e-12
@@ -42,13 +43,6 @@ def _safe_sqrt(x):
     is_zero = x <= 0.0
     safe = ops.where(is_zero, ops.ones_like(x), x)
     return ops.where(is_zero, ops.zeros_like(x), ops.sqrt(safe))
-
-
-def l2_normalize(x, axis=-1):
-    """L2-normalises `x` along `axis`; zero vectors stay zero (no NaN)."""
-    x = ops.convert_to_tensor(x)  # torch: a NumPy array times a tensor raises
-    sq = ops.sum(ops.square(x), axis=axis, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(sq, _EPS))
 
 
 def _pairwise_squared_euclidean(a, b):

@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from tfcontrast import _checks
+from tfcontrast._normalization import l2_normalize_numpy
 from tfcontrast.evaluation._common import (
     as_embeddings,
     as_labels,
-    l2_normalize,
 )
 
 
@@ -62,7 +62,7 @@ def clustering_scores(
             f"embeddings ({x.shape[0]})."
         )
     if normalize:
-        x = l2_normalize(x)
+        x = l2_normalize_numpy(x)
     assignment = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit_predict(x)
     return {
         "nmi": float(normalized_mutual_info_score(y, assignment)),
@@ -85,7 +85,7 @@ def alignment(x, y, alpha: float = 2.0, normalize: bool = True) -> float:
         raise ValueError(f"alignment: `x` {a.shape} and `y` {b.shape} must have the same shape.")
     alpha = _checks.positive("alpha", alpha, "alignment")
     if normalize:
-        a, b = l2_normalize(a), l2_normalize(b)
+        a, b = l2_normalize_numpy(a), l2_normalize_numpy(b)
     dist = np.linalg.norm(a.astype(np.float64) - b, axis=1)
     return float(np.mean(dist**alpha))
 
@@ -99,7 +99,7 @@ def class_alignment(embeddings, labels, alpha: float = 2.0, normalize: bool = Tr
     lab = as_labels(labels, "labels", x.shape[0])
     alpha = _checks.positive("alpha", alpha, "class_alignment")
     if normalize:
-        x = l2_normalize(x)
+        x = l2_normalize_numpy(x)
     x = x.astype(np.float64)
     total, count = 0.0, 0
     for c in np.unique(lab):
@@ -132,7 +132,7 @@ def uniformity(embeddings, t: float = 2.0, normalize: bool = True, batch_size: i
         raise ValueError("uniformity: `embeddings` needs at least 2 rows.")
     t = _checks.positive("t", t, "uniformity")
     if normalize:
-        x = l2_normalize(x)
+        x = l2_normalize_numpy(x)
     x = x.astype(np.float64)
     n = x.shape[0]
     sq = np.sum(x * x, axis=1)
@@ -192,8 +192,8 @@ def infonce_bound(x, y, temperature: float = 0.1, batch_size: int | None = None)
         if batch_size is None
         else _checks.integer("batch_size", batch_size, "infonce_bound", least=2)
     )
-    a = l2_normalize(a).astype(np.float64)
-    b = l2_normalize(b).astype(np.float64)
+    a = l2_normalize_numpy(a).astype(np.float64)
+    b = l2_normalize_numpy(b).astype(np.float64)
     bounds = []
     for s0 in range(0, a.shape[0], k):
         ab, bb = a[s0 : s0 + k], b[s0 : s0 + k]

@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from tfcontrast import _checks
+from tfcontrast._normalization import l2_normalize_numpy
 from tfcontrast.evaluation._common import (
     as_embeddings,
     as_labels,
-    l2_normalize,
 )
 from tfcontrast.retrieval.index import exact_search
 
@@ -74,8 +74,8 @@ def knn_predict(
             f"({limit}{', leave-one-out' if loo else ''})."
         )
     if metric == "cosine":
-        train = l2_normalize(train)
-        test = train if loo else l2_normalize(test)
+        train = l2_normalize_numpy(train)
+        test = train if loo else l2_normalize_numpy(test)
     classes, class_ids = np.unique(labels, return_inverse=True)
     scores, idx = exact_search(
         test,

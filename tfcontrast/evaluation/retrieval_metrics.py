@@ -39,10 +39,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from tfcontrast import _checks
+from tfcontrast._normalization import l2_normalize_numpy
 from tfcontrast.evaluation._common import (
     as_embeddings,
     as_labels,
-    l2_normalize,
 )
 
 _OWNER = "retrieval_metrics"
@@ -135,7 +135,7 @@ def retrieval_metrics(
     q_cls, perm, starts = _group_by_class(q_lab, g_lab)
     g = g[perm]  # relevant items of a query: one block of columns
     if metric == "cosine":
-        q, g = l2_normalize(q), l2_normalize(g)
+        q, g = l2_normalize_numpy(q), l2_normalize_numpy(g)
     # The previous implementation's float64 l2 scores, term for term.
     g_sq = np.sum(g * g, axis=1).astype(np.float64) if metric == "l2" else None
     self_col = np.argsort(perm) if exclude_self else None  # query i -> column of item i

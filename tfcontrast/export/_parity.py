@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfcontrast._normalization import l2_normalize_numpy
+
 #: Parity thresholds by quantization: (minimum cosine over the sample, minimum top-1
 #: neighbour agreement). The cosine threshold applies to the *minimum* over the sample.
 THRESHOLDS: dict[str, tuple[float, float]] = {
@@ -99,8 +101,7 @@ def check_quantization(quantization) -> str:
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows of `x` (flattened to `(N, D)`) as float64 unit vectors."""
-    x = np.asarray(x, np.float64).reshape(len(x), -1)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return l2_normalize_numpy(np.asarray(x, np.float64).reshape(len(x), -1))
 
 
 def _top1_neighbours(unit: np.ndarray) -> np.ndarray:

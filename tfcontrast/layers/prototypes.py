@@ -12,7 +12,7 @@ import keras
 from keras import ops
 
 from tfcontrast import _checks
-from tfcontrast.distances import l2_normalize
+from tfcontrast._normalization import l2_normalize
 
 
 @keras.saving.register_keras_serializable(package="tfcontrast")

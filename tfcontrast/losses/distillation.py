@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from tfcontrast._gradients import custom_gradient
-from tfcontrast.distances import _EPS
+from tfcontrast._normalization import SQUARED_NORM_FLOOR
 from tfcontrast.losses.base import ContrastiveLossBase
 
 
@@ -30,14 +30,16 @@ def _negative_cosine(y_pred):
         squares_p = ops.sum(ops.square(predictions), axis=-1)
         # The floor of ||x||^2 that `l2_normalize` uses: the zero vector has cosine 0
         # and finite gradients.
-        inverse_p = ops.rsqrt(ops.maximum(squares_p, _EPS))
-        inverse_z = ops.rsqrt(ops.maximum(ops.sum(ops.square(targets), axis=-1), _EPS))
+        inverse_p = ops.rsqrt(ops.maximum(squares_p, SQUARED_NORM_FLOOR))
+        inverse_z = ops.rsqrt(
+            ops.maximum(ops.sum(ops.square(targets), axis=-1), SQUARED_NORM_FLOOR)
+        )
         value = -ops.mean(dots * inverse_p * inverse_z, axis=-1)
 
         def grad(upstream):
             scale = (-1.0 / k) * upstream[:, None] * inverse_p * inverse_z  # (B, K)
             # d(1/|p|)/dp is zero where the floor holds |p|^2 at epsilon.
-            ratio = ops.where(squares_p > _EPS, dots * ops.square(inverse_p), 0.0)
+            ratio = ops.where(squares_p > SQUARED_NORM_FLOOR, dots * ops.square(inverse_p), 0.0)
             d_predictions = scale[..., None] * (targets - ratio[..., None] * predictions)
             return ops.pad(d_predictions, [[0, 0], [0, k], [0, 0]])
 

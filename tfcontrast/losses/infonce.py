@@ -24,7 +24,7 @@ from keras import ops
 from tfcontrast import _checks
 from tfcontrast._linalg import gram
 from tfcontrast._masking import masked_logsumexp, masked_mean, others_mask, self_mask
-from tfcontrast.distances import l2_normalize
+from tfcontrast._normalization import l2_normalize
 from tfcontrast.layers.queue import MemoryQueue
 from tfcontrast.layers.scale import LogitScale
 from tfcontrast.losses.base import ContrastiveLossBase, MetricLoss

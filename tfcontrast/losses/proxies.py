@@ -45,7 +45,7 @@ from keras import ops
 
 from tfcontrast import _checks, distribute
 from tfcontrast._masking import masked_logsumexp
-from tfcontrast.distances import l2_normalize
+from tfcontrast._normalization import l2_normalize, l2_normalize_numpy
 from tfcontrast.layers.proxies import Proxies
 from tfcontrast.losses.base import ContrastiveLossBase
 
@@ -401,8 +401,8 @@ def subcenter_outliers(embeddings, labels, proxies, threshold: float = 75.0):
     k = proxies.num_centers
     centres = np.asarray(ops.convert_to_numpy(proxies.vectors), dtype="float64")
     centres = centres.reshape(proxies.num_classes, k, -1)
-    unit = centres / np.maximum(np.linalg.norm(centres, axis=-1, keepdims=True), 1e-12)
-    x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    unit = l2_normalize_numpy(centres)
+    x = l2_normalize_numpy(x)
     cos = np.einsum("nd,nkd->nk", x, unit[y])  # each sample against its class's centres
     counts = np.zeros((proxies.num_classes, k), dtype="int64")
     np.add.at(counts, (y, np.argmax(cos, axis=1)), 1)

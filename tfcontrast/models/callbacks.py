@@ -19,15 +19,12 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tfcontrast._normalization import l2_normalize_numpy
 from tfcontrast.evaluation.knn import knn_accuracy
 
 
 def _embed(model, images, batch_size):
     return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), np.float64)
-
-
-def _normalize(x):
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def collapse_statistics(embeddings):
@@ -38,7 +35,7 @@ def collapse_statistics(embeddings):
     `effective_rank` is `exp(entropy(singular values / sum))` of the centred embeddings
     (Roy & Vetterli, 2007): between 1 (collapse to a line) and `D`.
     """
-    z = _normalize(np.asarray(embeddings, np.float64))
+    z = l2_normalize_numpy(np.asarray(embeddings, np.float64))
     std = float(np.mean(np.std(z, axis=0)))
     s = np.linalg.svd(z - z.mean(axis=0), compute_uv=False)
     total = s.sum()

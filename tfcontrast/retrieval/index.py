@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from tfcontrast._normalization import l2_normalize_numpy
 from tfcontrast.retrieval.calibration import (
     CalibrationResult,
     MatchResult,
@@ -62,7 +63,6 @@ from tfcontrast.retrieval.calibration import (
 _METRICS = ("cosine", "l2", "dot")
 _BACKENDS = ("exact", "faiss")
 _FORMAT_VERSION = 1
-_EPS = 1e-12
 
 
 class SearchResult(NamedTuple):
@@ -115,11 +115,6 @@ def _check_finite(x: np.ndarray, what: str) -> None:
             f"in row {rows[0]}; they cannot be ranked: remove or fix them (float32 holds "
             "magnitudes up to 3.4e38)."
         )
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    norms = np.sqrt(np.sum(x * x, axis=1, keepdims=True))
-    return x / np.maximum(norms, _EPS)
 
 
 def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -386,7 +381,7 @@ class Index:
             )
 
         if self.metric == "cosine":
-            x = _normalize(x)
+            x = l2_normalize_numpy(x)
         if self.backend == "faiss":
             self._faiss_add(x)
         else:
@@ -459,7 +454,7 @@ class Index:
             )
         k = int(k)
         if self.metric == "cosine":
-            q = _normalize(q)
+            q = l2_normalize_numpy(q)
         if self.backend == "faiss":
             if excluding:
                 raise ValueError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from keras import ops
 
 from tfcontrast import _checks
-from tfcontrast.distances import l2_normalize
+from tfcontrast._normalization import l2_normalize
 from tfcontrast.layers.heads import PredictionHead, ProjectionHead
 from tfcontrast.models.algorithms.base import Algorithm, OptionError, check_option, register
 
