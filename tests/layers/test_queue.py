@@ -121,6 +121,33 @@ def test_serialization_round_trip():
     assert clone.buffer.shape == (16, 4)
 
 
+def test_filled_rows_are_the_prefix(rng):
+    queue, ref = MemoryQueue(5, 3, with_labels=True), RingBuffer(5, 3)
+    rows, labels = queue.filled_rows()
+    assert tuple(rows.shape) == (0, 3) and tuple(labels.shape) == (0,)
+    for n in (2, 2, 3):  # 2, 4, then full (wrapped)
+        x = rng.normal(size=(n, 3)).astype("float32")
+        y = rng.integers(0, 9, size=(n,)).astype("int32")
+        queue.enqueue(x, y)
+        ref.enqueue(x, y)
+        rows, labels = queue.filled_rows()
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(rows), ref.buffer[: ref.filled])
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(labels), ref.labels[: ref.filled])
+    assert MemoryQueue(4, 2).filled_rows()[1] is None
+
+
+def test_aggregation_option_and_saved_config():
+    # The default writes the config queues always had (saved models keep loading).
+    assert "aggregation" not in MemoryQueue(4, 2).get_config()
+    queue = MemoryQueue(4, 2, with_labels=True, aggregation="only_first_replica")
+    assert {v.aggregation for v in queue.weights} == {"only_first_replica"}
+    assert {v.aggregation for v in MemoryQueue(4, 2).weights} == {"none"}
+    clone = MemoryQueue.from_config(queue.get_config())
+    assert clone.aggregation == "only_first_replica"
+    with pytest.raises(ValueError, match="MemoryQueue: `aggregation` must be one of"):
+        MemoryQueue(4, 2, aggregation="mean")
+
+
 def test_queue_updates_in_fit_with_jit_compile(rng):
     from tfcontrast.losses import InfoNCELoss
 

@@ -150,6 +150,27 @@ def test_fit(rng, jit_compile):
     assert int(loss.memory_pointer.numpy()) == 96 % 20
 
 
+def test_memory_is_a_memory_queue(rng):
+    """One ring buffer: the memory is a `MemoryQueue`, written by replica 0 only under
+    `tf.distribute` (every replica enqueues the same gathered batch)."""
+    from tfcontrast.layers import MemoryQueue
+
+    xbm = CrossBatchMemory(ContrastiveLoss(), memory_size=6)
+    assert xbm.memory_queue is None and xbm.memory() == (None, None)
+    xbm(*_batch(rng, 4))
+    queue = xbm.memory_queue
+    assert isinstance(queue, MemoryQueue) and (queue.size, queue.dim) == (6, 4)
+    assert queue.with_labels and queue.aggregation == "only_first_replica"
+    assert xbm.memory_embeddings is queue.buffer and xbm.memory_labels is queue.labels
+    assert xbm.memory_count is queue.filled and xbm.memory_pointer is queue.pointer
+    labels, x = _batch(rng, 5)
+    xbm(labels, x)  # 4 + 5 rows through 6 slots: wrapped
+    assert int(xbm.memory_count.numpy()) == 6 and int(xbm.memory_pointer.numpy()) == 3
+    mem_labels, mem_x = xbm.memory()
+    np.testing.assert_array_equal(mem_labels.numpy()[[4, 5, 0, 1, 2]], labels)
+    np.testing.assert_allclose(mem_x.numpy()[[4, 5, 0, 1, 2]], x)
+
+
 def test_serialization_round_trip(rng):
     loss = CrossBatchMemory(TripletLoss(miner="hard", margin=0.3), memory_size=32)
     loss(*_batch(rng, 5))  # builds the memory (embedding_dim=4)

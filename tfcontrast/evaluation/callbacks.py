@@ -1,4 +1,10 @@
-"""Keras callback that evaluates the embedding during `fit`."""
+"""Keras callbacks that measure the embedding during `fit`.
+
+`EpochMetrics` is the base of every tfcontrast callback that computes numbers every few
+epochs and logs them (`EmbeddingEvaluation` here, `KNNMonitor` and `CollapseMonitor` in
+`tfcontrast.models.callbacks`): it decides when, writes the epoch `logs` and keeps the
+values by epoch; a subclass says what, in `compute`.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +16,80 @@ from tfcontrast.evaluation._common import to_numpy
 from tfcontrast.evaluation.evaluate import DEFAULT_METRICS, evaluate_embeddings
 
 
-class EmbeddingEvaluation(keras.callbacks.Callback):
+class EpochMetrics(keras.callbacks.Callback):
+    """Base of the callbacks that compute metrics every `every` epochs and log them.
+
+    The metrics go into the epoch `logs` under `prefix + name`, so they land in the
+    `History` returned by `fit` and in every callback listed after this one
+    (`TensorBoard`, `CSVLogger`, `ModelCheckpoint(monitor=...)`, `EarlyStopping`). They
+    are also kept by real epoch number (from 1), `values[prefix + name][epoch]`, for
+    plots, and the last ones in `last_results` (without the prefix). Epochs that are
+    skipped log nothing.
+
+    A subclass implements `compute(epoch) -> dict[str, float]` and checks `every` (an
+    int >= 1).
+
+    Args:
+        every: compute after epochs `every, 2 * every, ...`.
+        prefix: prepended to every metric name in `logs` and `values`.
+        at_last_epoch: also compute after the last epoch of `fit` when it is not one of
+            those.
+        names: metric names known in advance: `values` starts with an empty record for
+            each.
+        verbose: print the metrics when they are computed.
+    """
+
+    def __init__(
+        self,
+        every: int = 1,
+        prefix: str = "",
+        at_last_epoch: bool = False,
+        names=(),
+        verbose: int = 0,
+    ):
+        super().__init__()
+        self.every = every
+        self.prefix = prefix
+        self.at_last_epoch = bool(at_last_epoch)
+        self.verbose = verbose
+        self.values: dict[str, dict[int, float]] = {prefix + name: {} for name in names}
+        self.last_results: dict[str, float] = {}
+
+    def due(self, epoch: int) -> bool:
+        """Whether the metrics are computed after `epoch` (counted from 0)."""
+        if (epoch + 1) % self.every == 0:
+            return True
+        last = self.params.get("epochs") if self.at_last_epoch and self.params else None
+        return last is not None and epoch + 1 == last
+
+    def compute(self, epoch: int) -> dict[str, float]:
+        """The metrics after `epoch` (counted from 0), without the prefix."""
+        raise NotImplementedError
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.due(epoch):
+            return
+        results = self.compute(epoch)
+        self.last_results = results
+        for name, value in results.items():
+            key = self.prefix + name
+            self.values.setdefault(key, {})[epoch + 1] = float(value)
+            if logs is not None:
+                logs[key] = float(value)
+        if self.verbose:
+            text = " - ".join(f"{self.prefix}{k}: {v:.4f}" for k, v in results.items())
+            print(f"\nEpoch {epoch + 1}: {text}")
+
+
+class EmbeddingEvaluation(EpochMetrics):
     """Computes `evaluate_embeddings` every `every_n_epochs` epochs and logs the results.
 
     The metrics are written into the epoch `logs` under `prefix + name` (e.g.
     `val_knn_accuracy`, `val_map_at_r`), so they land in the `History` object returned
     by `fit` and in every callback that runs after this one (`TensorBoard`, `CSVLogger`,
     `ModelCheckpoint(monitor="val_knn_accuracy", mode="max")`, `EarlyStopping`): list
-    this callback *before* those. Epochs that are skipped log nothing.
+    this callback *before* those. Epochs that are skipped log nothing (see
+    `EpochMetrics`, which also keeps them in `values` by epoch).
 
     Args:
         x: inputs of the evaluation set (a NumPy array or anything `embedding`
@@ -62,8 +134,8 @@ class EmbeddingEvaluation(keras.callbacks.Callback):
         verbose: int = 0,
         **evaluate_kwargs,
     ):
-        super().__init__()
         _checks.integer("every_n_epochs", every_n_epochs, "EmbeddingEvaluation", numpy_ints=False)
+        super().__init__(every=every_n_epochs, prefix=prefix, verbose=verbose)
         if (train_x is None) != (train_y is None):
             raise ValueError("EmbeddingEvaluation: pass both `train_x` and `train_y`.")
         if embedding is not None and not callable(embedding):
@@ -75,11 +147,8 @@ class EmbeddingEvaluation(keras.callbacks.Callback):
         self.train_x, self.train_y = train_x, train_y
         self.embedding = embedding
         self.every_n_epochs = every_n_epochs
-        self.prefix = prefix
         self.batch_size = batch_size
-        self.verbose = verbose
         self.evaluate_kwargs = evaluate_kwargs
-        self.last_results: dict[str, float] = {}
 
     def _embed(self, inputs) -> np.ndarray:
         fn = self.embedding if self.embedding is not None else self.model
@@ -107,14 +176,5 @@ class EmbeddingEvaluation(keras.callbacks.Callback):
             **self.evaluate_kwargs,
         )
 
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every_n_epochs != 0:
-            return
-        results = self.evaluate()
-        self.last_results = results
-        if logs is not None:
-            for name, value in results.items():
-                logs[self.prefix + name] = float(value)
-        if self.verbose:
-            text = " - ".join(f"{self.prefix}{k}: {v:.4f}" for k, v in results.items())
-            print(f"\nEpoch {epoch + 1}: {text}")
+    def compute(self, epoch: int) -> dict[str, float]:
+        return self.evaluate()

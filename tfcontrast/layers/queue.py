@@ -1,7 +1,7 @@
 """A fixed-size FIFO memory of past embeddings (and labels), updated in-graph.
 
-`MemoryQueue` is the ring buffer behind MoCo's queue of negatives, `InfoNCELoss(queue=...)`
-and cross-batch memory (XBM). It keeps its state in non-trainable `keras.Variable`s and
+`MemoryQueue` is the ring buffer behind MoCo's queue of negatives, `InfoNCELoss(queue=...)`,
+NNCLR's support set and cross-batch memory (`tfcontrast.losses.CrossBatchMemory`). It keeps its state in non-trainable `keras.Variable`s and
 updates them with `assign`, so an `enqueue` inside `compute_loss`, a loss or a
 `jit_compile=True` train step changes the queue in place.
 """
@@ -37,6 +37,8 @@ class MemoryQueue(keras.layers.Layer):
     - `values()`: `(buffer, labels_or_None, valid)` where `valid` is a bool `(size,)`
       mask of the slots holding data.
     - `valid_mask()`: the `valid` mask alone; `reset()`: empties the queue.
+    - `filled_rows()`: `(rows, labels_or_None)` of the filled slots only, `[:filled]` (a
+      shape that grows until the queue is full).
 
     Which backend tracks the updates: on TensorFlow an `enqueue` inside a train step
     updates the queue wherever the layer lives. On JAX, variables are only updated if the
@@ -48,6 +50,10 @@ class MemoryQueue(keras.layers.Layer):
         dim: embedding dimension. If `None`, the variables are created by `build(dim)`
             or by the first `enqueue` (do that eagerly, outside a compiled function).
         with_labels: whether to store integer labels next to the embeddings.
+        aggregation: the variables' aggregation under `tf.distribute` (`"none"`: each
+            replica writes its own copy; `"only_first_replica"`: replica 0's write is
+            copied to all, for owners whose replicas all enqueue the same gathered
+            batch, as `CrossBatchMemory`).
 
     Example:
 
@@ -59,7 +65,15 @@ class MemoryQueue(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, size: int, dim: int | None = None, with_labels: bool = False, **kwargs):
+    def __init__(
+        self,
+        size: int,
+        dim: int | None = None,
+        with_labels: bool = False,
+        *,
+        aggregation: str = "none",
+        **kwargs,
+    ):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
         self.size = _checks.integer("size", size, "MemoryQueue", numpy_ints=False)
@@ -67,6 +81,9 @@ class MemoryQueue(keras.layers.Layer):
             None if dim is None else _checks.integer("dim", dim, "MemoryQueue", numpy_ints=False)
         )
         self.with_labels = bool(with_labels)
+        self.aggregation = _checks.choice(
+            "aggregation", aggregation, ("none", "only_first_replica"), "MemoryQueue"
+        )
         self.labels = None
         if dim is not None:
             self.build((None, dim))
@@ -83,26 +100,27 @@ class MemoryQueue(keras.layers.Layer):
         if self.dim is not None and dim != self.dim:
             raise ValueError(f"MemoryQueue: `dim` is {self.dim}; received rows of dimension {dim}.")
         self.dim = int(dim)
+        common = dict(trainable=False, aggregation=self.aggregation)
         self.buffer = self.add_weight(
             shape=(self.size, self.dim),
             initializer="zeros",
             dtype="float32",
-            trainable=False,
             name="buffer",
+            **common,
         )
         if self.with_labels:
             self.labels = self.add_weight(
                 shape=(self.size,),
                 initializer=keras.initializers.Constant(-1),
                 dtype="int32",
-                trainable=False,
                 name="labels",
+                **common,
             )
         self.pointer = self.add_weight(
-            shape=(), initializer="zeros", dtype="int32", trainable=False, name="pointer"
+            shape=(), initializer="zeros", dtype="int32", name="pointer", **common
         )
         self.filled = self.add_weight(
-            shape=(), initializer="zeros", dtype="int32", trainable=False, name="filled"
+            shape=(), initializer="zeros", dtype="int32", name="filled", **common
         )
         self.built = True
 
@@ -160,6 +178,14 @@ class MemoryQueue(keras.layers.Layer):
         labels = ops.convert_to_tensor(self.labels) if self.with_labels else None
         return ops.convert_to_tensor(self.buffer), labels, self.valid_mask()
 
+    def filled_rows(self):
+        """Returns `(rows, labels)` of the filled slots `[:filled]` (labels None without
+        `with_labels`). Until the queue is full the shape changes from call to call: a
+        dynamic shape bounded by `size`, which `tf.function` and XLA both compile."""
+        count = self.filled.value
+        labels = self.labels.value[:count] if self.with_labels else None
+        return self.buffer.value[:count], labels
+
     def reset(self):
         """Empties the queue."""
         # From shapes, not `zeros_like(variable)`: JAX >= 0.10 rejects Variables there.
@@ -172,4 +198,6 @@ class MemoryQueue(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"size": self.size, "dim": self.dim, "with_labels": self.with_labels})
+        if self.aggregation != "none":  # saved queues keep the config they always had
+            config["aggregation"] = self.aggregation
         return config

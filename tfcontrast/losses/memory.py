@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from tfcontrast import _checks
+from tfcontrast.layers.queue import MemoryQueue
 from tfcontrast.losses.base import MetricLoss
 
 
@@ -15,7 +16,7 @@ class CrossBatchMemory(MetricLoss):
     Embedding Learning", CVPR 2020).
 
     Keeps the embeddings and labels of the last `memory_size` examples in a ring buffer
-    of non-trainable variables. Each call compares the batch's anchors with the batch
+    (a `tfcontrast.layers.MemoryQueue`, `loss.memory_queue`). Each call compares the batch's anchors with the batch
     (the global batch under `tf.distribute`) *and* the memory:
 
         L_i = loss.compute(labels, x, [refs; memory_labels], [refs; memory_x], offset)_i
@@ -82,70 +83,53 @@ class CrossBatchMemory(MetricLoss):
         self.loss = loss
         self.memory_size = _checks.integer("memory_size", memory_size, owner, whole_floats=True)
         self.embedding_dim = None
-        self.memory_embeddings = None
+        self.memory_queue = None
         if embedding_dim is not None:
             self._build(_checks.integer("embedding_dim", embedding_dim, owner, whole_floats=True))
 
     # -- ring buffer ------------------------------------------------------------------
-    # (A minimal ring buffer; `tfcontrast.layers.MemoryQueue` could replace it.)
     def _build(self, embedding_dim: int):
         self.embedding_dim = int(embedding_dim)
-        size = self.memory_size
         # Every replica computes the same (gathered) update, so one copy is enough.
-        common = dict(trainable=False, aggregation="only_first_replica")
-        self.memory_embeddings = keras.Variable(
-            initializer="zeros",
-            shape=(size, self.embedding_dim),
-            dtype="float32",
-            name="memory_embeddings",
-            **common,
+        self.memory_queue = MemoryQueue(
+            self.memory_size,
+            self.embedding_dim,
+            with_labels=True,
+            aggregation="only_first_replica",
+            name=f"{self.name}_memory",
         )
-        self.memory_labels = keras.Variable(
-            initializer="zeros", shape=(size,), dtype="int32", name="memory_labels", **common
-        )
-        # Number of filled slots (they are the prefix [:count]) and next slot to write.
-        self.memory_count = keras.Variable(0, dtype="int32", name="memory_count", **common)
-        self.memory_pointer = keras.Variable(0, dtype="int32", name="memory_pointer", **common)
+
+    # The queue's variables under the names this loss has always shown (None before the
+    # memory is built): stored embeddings `(memory_size, D)` and labels, the number of
+    # filled slots (the prefix `[:count]`) and the slot written next.
+    memory_embeddings = property(lambda self: self._queue_variable("buffer"))
+    memory_labels = property(lambda self: self._queue_variable("labels"))
+    memory_count = property(lambda self: self._queue_variable("filled"))
+    memory_pointer = property(lambda self: self._queue_variable("pointer"))
+
+    def _queue_variable(self, name):
+        return None if self.memory_queue is None else getattr(self.memory_queue, name)
 
     def memory(self):
         """The valid memory: `(labels (count,), embeddings (count, D))`."""
-        if self.memory_embeddings is None:
+        if self.memory_queue is None:
             return None, None
-        count = self.memory_count.value
-        embeddings = self.memory_embeddings.value[:count]
-        labels = self.memory_labels.value[:count]
+        embeddings, labels = self.memory_queue.filled_rows()
         return labels, embeddings
 
     def enqueue(self, labels, embeddings):
         """Writes a batch into the memory, oldest entries first out."""
-        size = self.memory_size
-        embeddings = ops.stop_gradient(ops.cast(embeddings, "float32"))
-        labels = ops.cast(labels, "int32")
-        batch = ops.shape(embeddings)[0]
-        # A batch larger than the memory: only its last `size` rows survive.
-        kept_embeddings = embeddings[-size:]
-        kept_labels = labels[-size:]
-        kept = ops.shape(kept_embeddings)[0]
-        pointer = self.memory_pointer.value
-        slots = ops.mod(pointer + (batch - kept) + ops.arange(kept, dtype="int32"), size)
-        slots = slots[:, None]
-        self.memory_embeddings.assign(
-            ops.scatter_update(self.memory_embeddings.value, slots, kept_embeddings)
-        )
-        self.memory_labels.assign(ops.scatter_update(self.memory_labels.value, slots, kept_labels))
-        self.memory_pointer.assign(ops.mod(pointer + batch, size))
-        self.memory_count.assign(ops.minimum(self.memory_count.value + batch, size))
+        self.memory_queue.enqueue(embeddings, ops.cast(labels, "int32"))
 
     def reset(self):
         """Empties the memory."""
-        if self.memory_embeddings is not None:
-            self.memory_count.assign(0)
-            self.memory_pointer.assign(0)
+        if self.memory_queue is not None:
+            self.memory_queue.reset()
 
     # -- loss -------------------------------------------------------------------------
     def call(self, y_true, y_pred):
         dim = y_pred.shape[-1]
-        if self.memory_embeddings is None:
+        if self.memory_queue is None:
             if dim is None:
                 raise ValueError(
                     f"{type(self).__name__}: the embedding size (last axis of `y_pred`) "

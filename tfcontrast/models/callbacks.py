@@ -16,10 +16,11 @@ model.fit(images, epochs=100, callbacks=[
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
+from tfcontrast import _checks
 from tfcontrast._normalization import l2_normalize_numpy
+from tfcontrast.evaluation.callbacks import EpochMetrics
 from tfcontrast.evaluation.knn import knn_accuracy
 
 
@@ -46,7 +47,7 @@ def collapse_statistics(embeddings):
     return std, float(np.exp(-np.sum(p * np.log(p))))
 
 
-class KNNMonitor(keras.callbacks.Callback):
+class KNNMonitor(EpochMetrics):
     """Logs `knn_top1`: kNN accuracy of the served embedding on a held-out split.
 
     Args:
@@ -69,18 +70,13 @@ class KNNMonitor(keras.callbacks.Callback):
         batch_size: int = 512,
         name: str = "knn_top1",
     ):
-        super().__init__()
-        if every < 1:
-            raise ValueError(f"KNNMonitor: `every` must be >= 1; received {every}.")
+        every = _checks.integer("every", every, "KNNMonitor", whole_floats=True)
+        super().__init__(every=every, at_last_epoch=True, names=(name,))
         self.data = (train_images, np.asarray(train_labels), val_images, np.asarray(val_labels))
-        self.k, self.temperature, self.every = k, temperature, every
+        self.k, self.temperature = k, temperature
         self.batch_size, self.name = batch_size, name
-        self.values = {name: {}}
 
-    def on_epoch_end(self, epoch, logs=None):
-        last = self.params.get("epochs") if self.params else None
-        if (epoch + 1) % self.every and (last is None or epoch + 1 != last):
-            return
+    def compute(self, epoch):
         train_x, train_y, val_x, val_y = self.data
         # A memory bank smaller than `k` votes with all of it.
         k = min(self.k, len(train_y))
@@ -92,12 +88,10 @@ class KNNMonitor(keras.callbacks.Callback):
             k=k,
             temperature=self.temperature,
         )
-        self.values[self.name][epoch + 1] = accuracy
-        if logs is not None:
-            logs[self.name] = accuracy
+        return {self.name: accuracy}
 
 
-class CollapseMonitor(keras.callbacks.Callback):
+class CollapseMonitor(EpochMetrics):
     """Logs `embedding_std` and `effective_rank` of the served embedding every epoch.
 
     A falling std and an effective rank near 1 are the signature of representation
@@ -105,18 +99,10 @@ class CollapseMonitor(keras.callbacks.Callback):
     """
 
     def __init__(self, images, every: int = 1, batch_size: int = 512):
-        super().__init__()
-        if every < 1:
-            raise ValueError(f"CollapseMonitor: `every` must be >= 1; received {every}.")
-        self.images, self.every, self.batch_size = images, every, batch_size
-        self.values = {"embedding_std": {}, "effective_rank": {}}
+        every = _checks.integer("every", every, "CollapseMonitor", whole_floats=True)
+        super().__init__(every=every, names=("embedding_std", "effective_rank"))
+        self.images, self.batch_size = images, batch_size
 
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
+    def compute(self, epoch):
         std, rank = collapse_statistics(_embed(self.model, self.images, self.batch_size))
-        self.values["embedding_std"][epoch + 1] = std
-        self.values["effective_rank"][epoch + 1] = rank
-        if logs is not None:
-            logs["embedding_std"] = std
-            logs["effective_rank"] = rank
+        return {"embedding_std": std, "effective_rank": rank}
