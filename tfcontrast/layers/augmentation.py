@@ -1069,6 +1069,11 @@ def multi_crop_augmentation(
     """
     gsize = _checks.size_pair("global_size", global_size, "multi_crop_augmentation")
     lsize = _checks.size_pair("local_size", local_size, "multi_crop_augmentation")
+    if lsize[0] > gsize[0] or lsize[1] > gsize[1]:
+        raise ValueError(
+            "multi_crop_augmentation: local crops must not be larger than the global ones; "
+            f"received local_size={local_size!r}, global_size={global_size!r}."
+        )
     if not isinstance(num_local, int) or num_local < 0:
         raise ValueError(
             f"multi_crop_augmentation: `num_local` must be an integer >= 0; received num_local={num_local!r}."
@@ -1269,6 +1274,71 @@ def preset(name: str, image_shape, seed: int | None = None, sample=None):
     return build(tuple(int(v) for v in image_shape[-3:-1]), seed)
 
 
+# DINO's local crops: 96 px of a 224 px image (about 0.43 of the side), each covering
+# 5-40% of the image (Caron et al., 2021, section 3.1 and appendix).
+LOCAL_SIDE = 96 / 224
+LOCAL_SCALE = (0.05, 0.4)
+
+
+def multi_crop_preset(
+    name: str,
+    image_shape,
+    local_views: int,
+    local_size=None,
+    local_scale=LOCAL_SCALE,
+    global_views: int = 2,
+    seed: int | None = None,
+    sample=None,
+) -> ViewAugmenter:
+    """Multi-crop views from a named preset: `global_views` views of the preset at the
+    image's size, then `local_views` small crops (a random crop of `local_scale` of the
+    preset's view, resized to `local_size`; no flip beyond what the preset does).
+
+    Args:
+        name, image_shape, seed, sample: as in `preset`.
+        local_views: number of local crops (>= 1).
+        local_size: side (or `(h, w)`) of the local crops; default DINO's ratio of the
+            side (96 / 224), at least 2 px.
+        local_scale: the fraction of the view's area a local crop covers, `(min, max)`.
+        global_views: number of full-size views (>= 2).
+
+    Returns:
+        A `ViewAugmenter` giving the global views then the local ones (a tuple of
+        tensors when the sizes differ; `ContrastiveModel` encodes each size as a group).
+
+    Raises:
+        ValueError: local crops larger than the images, counts out of range.
+    """
+    owner = "multi_crop_preset"
+    _checks.integer("local_views", local_views, owner, least=1)
+    _checks.integer("global_views", global_views, owner, least=2)
+    height, width = (int(v) for v in image_shape[-3:-1])
+    if local_size is None:
+        local_size = max(2, round(LOCAL_SIDE * height)), max(2, round(LOCAL_SIDE * width))
+    local = _checks.size_pair("local_size", local_size, owner)
+    if local[0] > height or local[1] > width:
+        raise ValueError(
+            f"{owner}: local crops must not be larger than the images; received "
+            f"local_size={local_size!r} for images of {height}x{width}."
+        )
+    low, high = _checks.ordered_pair("local_scale", local_scale, owner)
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError(
+            f"{owner}: `local_scale` must satisfy 0 < min <= max <= 1; received {local_scale!r}."
+        )
+    seeds = _seeds(seed, global_views + 2 * local_views)
+    views = [preset(name, image_shape, seeds[i], sample) for i in range(global_views)]
+    for i in range(local_views):
+        own = seeds[global_views + 2 * i : global_views + 2 * i + 2]
+        crop = RandomResizedCrop(*local, scale=(low, high), seed=own[1])
+        views.append(
+            keras.Sequential(
+                [preset(name, image_shape, own[0], sample), crop], name=f"local_view_{i + 1}"
+            )
+        )
+    return ViewAugmenter(views, name="multi_crop")
+
+
 __all__ = [
     "RandomResizedCrop",
     "ColorJitter",
@@ -1288,6 +1358,7 @@ __all__ = [
     "choose_preset",
     "describe_preset",
     "preset",
+    "multi_crop_preset",
     "preset_names",
     "to_float_images",
 ]

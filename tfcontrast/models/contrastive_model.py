@@ -15,11 +15,24 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfcontrast import _keras_compat
 from tfcontrast._checks import integer_labels
 from tfcontrast.models.algorithms import base as algorithms_lib
 from tfcontrast.optimizers import cosine_momentum
 
 logger = logging.getLogger("tfcontrast")
+
+
+def _view_augmenter(augmentation, views: int):
+    """`augmentation` (a layer applied `views` times, a list of layers, one per view, or
+    a `ViewAugmenter`) as a `ViewAugmenter`."""
+    from tfcontrast.layers.augmentation import ViewAugmenter
+
+    if isinstance(augmentation, ViewAugmenter):
+        return augmentation
+    if isinstance(augmentation, (list, tuple)):
+        return ViewAugmenter(list(augmentation))
+    return ViewAugmenter(augmentation, views=views)
 
 
 def _clone_frozen(layer, name):
@@ -133,14 +146,11 @@ class ContrastiveModel(keras.Model):
             logger.warning(
                 "ContrastiveModel: %s does not use a predictor; ignoring it.", self.algorithm.name
             )
-        if isinstance(augmentation, (list, tuple)):
-            if len(augmentation) < 2:
-                raise ValueError(
-                    "ContrastiveModel: a list `augmentation` needs one layer "
-                    f"per view (at least 2); received {len(augmentation)}."
-                )
-            views = len(augmentation)
-            augmentation = list(augmentation)
+        if isinstance(augmentation, (list, tuple)) and len(augmentation) < 2:
+            raise ValueError(
+                "ContrastiveModel: a list `augmentation` needs one layer "
+                f"per view (at least 2); received {len(augmentation)}."
+            )
         if int(views) < 2:
             raise ValueError(f"ContrastiveModel: `views` must be >= 2; received {views}.")
         self.augmentation_preset = None
@@ -154,6 +164,10 @@ class ContrastiveModel(keras.Model):
                 )
             # Built for the image shape in `build`.
             self.augmentation_preset, augmentation = augmentation, None
+        if augmentation is not None:
+            # One mechanism for views: every augmentation becomes a `ViewAugmenter`.
+            augmentation = _view_augmenter(augmentation, int(views))
+            views = augmentation.views
         self.augmentation = augmentation
         self.views = int(views)
         self.serve = serve
@@ -173,7 +187,9 @@ class ContrastiveModel(keras.Model):
         if self.augmentation_preset is not None and self.augmentation is None:
             from tfcontrast.layers import augmentation as augmentation_lib
 
-            self.augmentation = augmentation_lib.preset(self.augmentation_preset, image_shape)
+            self.augmentation = _view_augmenter(
+                augmentation_lib.preset(self.augmentation_preset, image_shape), self.views
+            )
         batch_shape = (None,) + image_shape
         if not self.backbone.built:
             self.backbone.build(batch_shape)
@@ -230,26 +246,38 @@ class ContrastiveModel(keras.Model):
         return features
 
     def make_views(self, images, training=True):
-        """Stacks augmented views of `images` on axis 1: `(B, V, H, W, C)`."""
+        """Stacks augmented views of `images` on axis 1: `(B, V, H, W, C)`.
+
+        For views of different sizes (multi-crop) use `make_view_groups`."""
+        groups = self.make_view_groups(images, training=training)
+        if len(groups) > 1:
+            raise ValueError(
+                "ContrastiveModel: the views have different sizes "
+                f"{[tuple(g.shape[2:]) for g in groups]} and cannot be stacked into one "
+                "tensor; `make_view_groups` returns them as groups (as training uses them)."
+            )
+        return groups[0]
+
+    def make_view_groups(self, images, training=True):
+        """Augmented views of `images` as a list of groups `(B, V_g, H_g, W_g, C)`: views
+        that follow one another with the same size form a group (multi-crop: the global
+        views, then the local ones). Training encodes each group as its own batch."""
         if self.augmentation is None:
             raise ValueError(
                 "ContrastiveModel: training data are single images (B, H, W, C) but the "
                 "model has no `augmentation`; pass `augmentation=` or feed views "
                 "(B, V, H, W, C), e.g. from `tfcontrast.data.multiview`."
             )
-        layers = (
-            self.augmentation
-            if isinstance(self.augmentation, list)
-            else [self.augmentation] * self.views
-        )
-        views = [layer(images, training=training) for layer in layers]
-        shapes = {tuple(view.shape[1:]) for view in views}
-        if len(shapes) > 1:
-            raise ValueError(
-                "ContrastiveModel: every `augmentation` must produce views of one shape to "
-                f"be stacked; received shapes {sorted(shapes)}. Resize them to one size."
-            )
-        return ops.stack(views, axis=1)
+        views = self.augmentation(images, training=training)
+        if not isinstance(views, (tuple, list)):
+            return [views]
+        groups, run = [], [views[0]]
+        for view in views[1:]:
+            if tuple(view.shape[1:]) != tuple(run[-1].shape[1:]):
+                groups.append(ops.stack(run, axis=1))
+                run = []
+            run.append(view)
+        return groups + [ops.stack(run, axis=1)]
 
     def _apply_to_views(self, layer, x, training):
         """`layer` on every view of `x` `(B, V, ...)`: one batch of all the views
@@ -278,14 +306,28 @@ class ContrastiveModel(keras.Model):
             )
         if rank == 4 and not (training and self.augmentation is not None):
             return self.embed(inputs, training=training)
-        views = inputs if rank == 5 else self.make_views(inputs, training=training)
-        if views.shape[1] is not None and views.shape[1] < 2:
+        groups = [inputs] if rank == 5 else self.make_view_groups(inputs, training=training)
+        counts = [group.shape[1] for group in groups]
+        if None not in counts and sum(counts) < 2:
             raise ValueError(
                 f"ContrastiveModel: at least 2 views are needed; received shape "
-                f"{tuple(views.shape)}."
+                f"{tuple(inputs.shape)}."
             )
-        features, projection = self._encode_views(views, self.backbone, self.projector, training)
-        outputs = {"views": views, "features": features, "projection": projection}
+        if len(groups) > 1 and not self.algorithm.multi_crop:
+            raise ValueError(
+                f"ContrastiveModel: algorithm {self.algorithm.name!r} takes views of one size; "
+                f"the augmentation made views of sizes {[tuple(g.shape[2:4]) for g in groups]}"
+                ". Multi-crop works with algorithms whose `multi_crop` is True "
+                f"({algorithms_lib.multi_crop_names()})."
+            )
+        encoded = [
+            self._encode_views(group, self.backbone, self.projector, training) for group in groups
+        ]
+        features = ops.concatenate([f for f, _ in encoded], axis=1)
+        projection = ops.concatenate([p for _, p in encoded], axis=1)
+        # "views": the first group (the global views under multi-crop), which momentum
+        # targets and teachers encode; the projections hold every view, that group first.
+        outputs = {"views": groups[0], "features": features, "projection": projection}
         if self.predictor is not None:
             outputs["prediction"] = self._apply_to_views(self.predictor, projection, training)
         return outputs
@@ -365,7 +407,7 @@ class ContrastiveModel(keras.Model):
         # `evaluate` and validation pass training=False.
         loss = self.algorithm.compute_loss(self, y_pred, labels, training=bool(training))
         for extra in self.losses:
-            loss = loss + self._aggregate_additional_loss(extra)
+            loss = loss + _keras_compat.aggregate_additional_loss(self, extra)
         return loss
 
     def fit(
@@ -454,11 +496,7 @@ class ContrastiveModel(keras.Model):
                 "algorithm": ser(self.algorithm),
                 "augmentation": self.augmentation_preset
                 if self.augmentation_preset is not None or augmentation is None
-                else (
-                    [ser(a) for a in augmentation]
-                    if isinstance(augmentation, list)
-                    else ser(augmentation)
-                ),
+                else ser(augmentation),
                 "views": self.views,
                 "serve": self.serve,
                 "view_batches": self.view_batches,

@@ -71,6 +71,10 @@ class Recipe:
             for the whole run).
         augmentation: an augmentation preset name or `"auto"`
             (`tfcontrast.layers.augmentation.preset_names()`).
+        local_views: multi-crop: this many small local crops besides the two global
+            views (`tfcontrast.layers.augmentation.multi_crop_preset`), for the
+            algorithms that take views of several sizes (DINO, SwAV, SimCLR, SupCon,
+            metric); 0 for two views of the image's size.
         hidden_dim: hidden width of the projection (and prediction) head; the heads keep
             the algorithm's depth and BatchNorm placement at this width.
         projection_dim: output width of the projection head.
@@ -99,6 +103,7 @@ class Recipe:
     freeze_backbone: bool = False
     unfreeze_after: int | None = None
     augmentation: str = "auto"
+    local_views: int = 0
     hidden_dim: int = 256
     projection_dim: int = 64
     learning_rate: float = 2e-3
@@ -184,6 +189,12 @@ class Recipe:
                 "width",
                 f"Recipe: `width` applies to the small-image backbones, not {self.backbone}.",
             )
+        if self.local_views and not algorithms_lib.get_class(self.algorithm).multi_crop:
+            raise RecipeError(
+                "local_views",
+                f"Recipe: algorithm {self.algorithm!r} takes views of one size; local crops "
+                f"(multi-crop) work with {algorithms_lib.multi_crop_names()}.",
+            )
         if self.unfreeze_after is not None and not self.freeze_backbone:
             raise RecipeError(
                 "unfreeze_after", "Recipe: `unfreeze_after` needs `freeze_backbone=True`."
@@ -198,8 +209,10 @@ class Recipe:
             "width",
             "epochs",
             "unfreeze_after",
+            "local_views",
         ):
-            value, least = getattr(self, name), 2 if name in ("batch_size", "classes_per_batch") else 1
+            least = {"batch_size": 2, "classes_per_batch": 2, "local_views": 0}.get(name, 1)
+            value = getattr(self, name)
             if value is not None and int(value) < least:
                 raise RecipeError(name, f"Recipe: `{name}` must be >= {least}; received {value}.")
         self._check_class_batches()
@@ -367,6 +380,15 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None, labels=
         reason = f"chosen because {reason}"
     augment = augmentation_lib.preset(name, image_shape, seed=seed)
     note = f"augmentation: {name}, {augmentation_lib.describe_preset(name)} ({reason})"
+    if recipe.local_views:
+        augment = augmentation_lib.multi_crop_preset(
+            name, image_shape, recipe.local_views, seed=seed
+        )
+        local = augment.augmenters[-1].layers[-1]
+        note += (
+            f"\nmulti-crop: 2 global views and {recipe.local_views} local crops of "
+            f"{local.height}x{local.width}"
+        )
     backbone, width = recipe.backbone, recipe.width
     if backbone == "auto":
         backbone, why = choose_backbone(image_shape)
@@ -374,7 +396,9 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None, labels=
     if width is None:
         width = RECIPE_WIDTHS.get(backbone)
     backbone_kwargs = {} if width is None else {"width": width}
-    network = backbones_lib.get(backbone, image_shape, weights=recipe.weights, **backbone_kwargs)
+    # Local crops are smaller than the images: the backbone then takes any size.
+    input_shape = (None, None, image_shape[-1]) if recipe.local_views else image_shape
+    network = backbones_lib.get(backbone, input_shape, weights=recipe.weights, **backbone_kwargs)
     if recipe.freeze_backbone:
         network.trainable = False
         note += "\nbackbone frozen" + (

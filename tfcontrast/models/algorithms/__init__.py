@@ -6,6 +6,7 @@ from tfcontrast.models.algorithms.base import (
     OptionError,
     get,
     get_class,
+    multi_crop_names,
     names,
     register,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "VICReg",
     "get",
     "get_class",
+    "multi_crop_names",
     "names",
     "register",
 ]

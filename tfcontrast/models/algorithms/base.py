@@ -30,6 +30,11 @@ def register(cls):
     return keras.saving.register_keras_serializable(package="tfcontrast")(cls)
 
 
+def multi_crop_names() -> list[str]:
+    """The registered algorithms that train on views of several sizes (multi-crop)."""
+    return sorted(name for name, cls in _REGISTRY.items() if cls.multi_crop)
+
+
 class OptionError(ValueError):
     """An algorithm option out of its range; `option` names it (e.g. `"loss"`)."""
 
@@ -57,6 +62,8 @@ class Algorithm:
         momentum_base: EMA momentum of the target network, or `None` for no target.
         momentum_final: momentum reached at the end of training on a cosine schedule
             (equal to `momentum_base` for a constant momentum).
+        multi_crop: takes views of several sizes (multi-crop: global views, then
+            smaller local ones), concatenated on the view axis, global views first.
         recipe_defaults: the settings this method trains with in
             `tfcontrast.models.recipes` (small images, from scratch, on a CPU) where they
             differ from `Recipe`'s field defaults; `"options"` holds constructor
@@ -69,6 +76,7 @@ class Algorithm:
     uses_predictor = False
     momentum_base: float | None = None
     momentum_final: float | None = None
+    multi_crop = False
     recipe_defaults: dict = {}
 
     def __init__(self, **loss_kwargs):

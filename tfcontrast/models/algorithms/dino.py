@@ -55,6 +55,7 @@ class DINO(Algorithm):
     """
 
     name = "dino"
+    multi_crop = True
     # Runs of a few thousand steps, not DINO's ~10^5: BYOL's faster EMA start (0.99),
     # and 4,096 prototypes (one of the paper's ablation sizes) since the data sets the
     # recipes train on hold a few thousand images and 65,536 prototypes would make the

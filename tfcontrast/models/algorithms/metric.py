@@ -67,6 +67,7 @@ class Metric(Algorithm):
     """
 
     name = "metric"
+    multi_crop = True
     needs_labels = True
 
     def __init__(

@@ -15,6 +15,7 @@ class SimCLR(Algorithm):
     """
 
     name = "simclr"
+    multi_crop = True
 
     def __init__(self, temperature: float = 0.5):
         super().__init__(temperature=temperature)

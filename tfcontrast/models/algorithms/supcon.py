@@ -14,6 +14,7 @@ class SupCon(Algorithm):
     """
 
     name = "supcon"
+    multi_crop = True
     needs_labels = True
 
     def __init__(self, temperature: float = 0.1):

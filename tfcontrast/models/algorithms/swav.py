@@ -47,6 +47,7 @@ class SwAV(Algorithm):
     """
 
     name = "swav"
+    multi_crop = True
 
     def __init__(
         self,
