@@ -25,6 +25,7 @@ NAMES = {
     "dino": "DINO",
     "swav": "SwAV",
     "supcon": "SupCon (labels)",
+    "triplet": "triplet, semi-hard (labels)",
     "triplet_batch_hard": "triplet, batch-hard (labels)",
     "multi_similarity": "multi-similarity (labels)",
     "arcface": "ArcFace (labels)",
