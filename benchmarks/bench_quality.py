@@ -157,6 +157,11 @@ def main(argv=None):
     parser.add_argument("--set", action="append", help="recipe override key=value")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="1 epoch per row (smoke only)")
+    parser.add_argument(
+        "--online_probe",
+        action="store_true",
+        help="train an online linear probe too and score it beside the offline one",
+    )
     parser.add_argument("--out", default=None, help="JSON path (default results/quality.json)")
     args = parser.parse_args(argv)
     import tensorflow as tf
@@ -165,6 +170,8 @@ def main(argv=None):
     overrides, options = _parse_set(args.set)
     if args.quick:
         overrides["epochs"] = 1
+    if args.online_probe:
+        overrides["online_probe"] = True
     default_name = (
         "quality.json" if args.split == "test" and not args.set else "quality_scratch.json"
     )
@@ -197,6 +204,10 @@ def main(argv=None):
                 "cpu_seconds": round(cpu, 1),
                 **scores(emb[0], y, emb[1], y_eval),
             }
+            if recipe.online_probe:  # the online probe on the clean backbone features
+                features = embed(model, recipe, x_eval, "backbone")
+                logits = keras.ops.convert_to_numpy(model.online_probe(features))
+                record["online_probe"] = float(np.mean(logits.argmax(1) == y_eval))
             if args.split == "val":  # for the serve choice
                 other = "projector" if recipe.serve == "backbone" else "backbone"
                 record[f"{other}_scores"] = scores(

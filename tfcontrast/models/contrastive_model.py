@@ -16,6 +16,7 @@ import numpy as np
 from keras import ops
 
 from tfcontrast import _keras_compat
+from tfcontrast import _checks
 from tfcontrast._checks import integer_labels
 from tfcontrast.models.algorithms import base as algorithms_lib
 from tfcontrast.optimizers import cosine_momentum
@@ -87,6 +88,13 @@ class ContrastiveModel(keras.Model):
             SimSiam and MoCo v3, and TensorFlow Similarity); it needs a known number of
             views. On CPUs the smaller batches can run faster through the
             convolutions (measured in `benchmarks/bench_fit_speed.py`).
+        online_probe_classes: with a number of classes `C`, an online linear probe: a
+            `Dense(C)` layer (`model.online_probe`) on the backbone features of every
+            view, behind a stop-gradient, trained by `fit(x, y)` from the labels (its
+            cross entropy is added to the loss; it moves no other weight) and reported
+            as `online_probe_accuracy` in the logs of `fit` and `evaluate` (on views).
+            Without labels it is left untrained. It is never part of the served
+            embedding; classify images with `model.online_probe(model.backbone(x))`.
 
     Example:
 
@@ -113,6 +121,7 @@ class ContrastiveModel(keras.Model):
         views: int = 2,
         serve: str = "backbone",
         view_batches: str = "joint",
+        online_probe_classes: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -131,6 +140,14 @@ class ContrastiveModel(keras.Model):
                 f"{view_batches!r}."
             )
         self.view_batches = view_batches
+        self.online_probe_classes = online_probe_classes
+        self.online_probe = None
+        if online_probe_classes is not None:
+            _checks.integer("online_probe_classes", online_probe_classes, "ContrastiveModel", least=2)
+            self.online_probe = keras.layers.Dense(int(online_probe_classes), name="online_probe")
+            self.online_probe_accuracy = keras.metrics.SparseCategoricalAccuracy(
+                name="online_probe_accuracy"
+            )
         self.algorithm = algorithms_lib.get(algorithm)
         self.backbone = backbone
         self.projector = projector if projector is not None else self.algorithm.default_projector()
@@ -199,6 +216,8 @@ class ContrastiveModel(keras.Model):
         projection_shape = self.projector.compute_output_shape(feature_shape)
         if self.predictor is not None and not self.predictor.built:
             self.predictor.build(projection_shape)
+        if self.online_probe is not None and not self.online_probe.built:
+            self.online_probe.build(feature_shape)
         if self.algorithm.uses_target:
             self.target_backbone = _clone_frozen(self.backbone, "backbone")
             self.target_projector = _clone_frozen(self.projector, "projector")
@@ -328,6 +347,8 @@ class ContrastiveModel(keras.Model):
         # "views": the first group (the global views under multi-crop), which momentum
         # targets and teachers encode; the projections hold every view, that group first.
         outputs = {"views": groups[0], "features": features, "projection": projection}
+        if self.online_probe is not None:
+            outputs["probe_logits"] = self.online_probe(ops.stop_gradient(features))
         if self.predictor is not None:
             outputs["prediction"] = self._apply_to_views(self.predictor, projection, training)
         return outputs
@@ -406,9 +427,29 @@ class ContrastiveModel(keras.Model):
         # State (queues, EMA targets, momentum steps) changes only in training steps:
         # `evaluate` and validation pass training=False.
         loss = self.algorithm.compute_loss(self, y_pred, labels, training=bool(training))
+        if labels is not None and "probe_logits" in y_pred:
+            loss = loss + ops.mean(
+                keras.losses.sparse_categorical_crossentropy(
+                    self._labels_per_view(labels, y_pred["probe_logits"]),
+                    y_pred["probe_logits"],
+                    from_logits=True,
+                )
+            )
         for extra in self.losses:
             loss = loss + _keras_compat.aggregate_additional_loss(self, extra)
         return loss
+
+    @staticmethod
+    def _labels_per_view(labels, logits):
+        """`labels` `(B,)` repeated for each view of `logits` `(B, V, C)`: `(B, V)`."""
+        return ops.repeat(ops.expand_dims(labels, 1), logits.shape[1], axis=1)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if y is not None and isinstance(y_pred, dict) and "probe_logits" in y_pred:
+            labels = ops.cast(ops.reshape(y, (-1,)), "int32")
+            logits = y_pred["probe_logits"]
+            self.online_probe_accuracy.update_state(self._labels_per_view(labels, logits), logits)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
 
     def fit(
         self,
@@ -500,6 +541,7 @@ class ContrastiveModel(keras.Model):
                 "views": self.views,
                 "serve": self.serve,
                 "view_batches": self.view_batches,
+                "online_probe_classes": self.online_probe_classes,
             }
         )
         return config

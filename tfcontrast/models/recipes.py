@@ -93,6 +93,9 @@ class Recipe:
         steps: target number of optimisation steps when `epochs` is `None`.
         min_epochs, max_epochs: bounds on the epochs derived from `steps`.
         serve: `"backbone"` or `"projector"`: the representation `call` returns.
+        online_probe: train an online linear probe on the backbone features from the
+            labels given to `fit` (`ContrastiveModel(online_probe_classes=...)`), for
+            any algorithm; its accuracy is in the training logs.
     """
 
     algorithm: str = "simclr"
@@ -116,6 +119,7 @@ class Recipe:
     min_epochs: int = 20
     max_epochs: int = 200
     serve: str = "backbone"
+    online_probe: bool = False
 
     @classmethod
     def for_algorithm(cls, algorithm: str = "simclr", **overrides) -> Recipe:
@@ -357,7 +361,8 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None, labels=
         sample: optional images, used by `augmentation="auto"` to recognise gray images
             stored with 3 channels.
         labels: optional training labels: an algorithm with a `num_classes` option
-            (the metric algorithm's proxy losses) gets their number of classes.
+            (the metric algorithm's proxy losses) gets their number of classes, and
+            so does the online probe.
 
     Returns:
         `(model, note)`: the model and lines saying which augmentation preset (and, for
@@ -404,8 +409,14 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None, labels=
         note += "\nbackbone frozen" + (
             f" for {recipe.unfreeze_after} epochs" if recipe.unfreeze_after is not None else ""
         )
+    probe_classes = None
+    if recipe.online_probe:
+        if labels is None:
+            raise RecipeError("online_probe", "Recipe: `online_probe` needs the labels.")
+        probe_classes = max(2, int(np.max(labels)) + 1)
     model = ContrastiveModel(
         network,
+        online_probe_classes=probe_classes,
         projector=_projector(algorithm, recipe),
         predictor=_predictor(algorithm, recipe) if algorithm.uses_predictor else None,
         algorithm=algorithm,
@@ -453,7 +464,7 @@ def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0, seed=0):
     warm-up and cosine decay span the remaining epochs) and training goes on from epoch N.
     """
     epochs = recipe.epochs_for(len(x))
-    labels = y if model.algorithm.needs_labels else None
+    labels = y if model.algorithm.needs_labels or model.online_probe is not None else None
     stages = [epochs]
     if recipe.unfreeze_after is not None and recipe.unfreeze_after < epochs:
         stages = [recipe.unfreeze_after, epochs]
