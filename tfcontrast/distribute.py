@@ -159,40 +159,13 @@ def patch_keras_multi_worker_fit() -> bool:
     dimensions"; tensorflow/tensorflow#72388). This wraps the trainer's
     `reduce_per_replica` so that scalars are reduced with `axis=None` (a cross-worker
     mean of identical values) and everything else as before. Idempotent; returns True
-    when the patch is in place. `get_strategy("multi_worker")` applies it.
+    when the patch is in place (False on other backends, or on a Keras whose trainer
+    no longer looks like this: see `tfcontrast._keras_compat.patch_multi_worker_reduce`).
+    `get_strategy("multi_worker")` applies it.
     """
-    if keras.backend.backend() != "tensorflow":
-        return False
-    from keras.src.backend.tensorflow import trainer as tf_trainer
+    from tfcontrast import _keras_compat
 
-    original = tf_trainer.reduce_per_replica
-    if getattr(original, "_tfcontrast_patched", False):
-        return True
-    is_multi_worker = getattr(tf_trainer, "_collective_all_reduce_multi_worker", None)
-    if is_multi_worker is None:  # a Keras whose trainer no longer looks like this
-        return False
-    import tensorflow as tf
-
-    def _rank(value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            value = value.values[0]
-        shape = getattr(value, "shape", None)
-        return None if shape is None else shape.rank
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and is_multi_worker(strategy):
-
-            def reduce_one(value):
-                if _rank(value) == 0:
-                    return strategy.reduce("MEAN", value, axis=None)
-                return original(value, strategy, reduction)
-
-            return tf.nest.map_structure(reduce_one, values)
-        return original(values, strategy, reduction)
-
-    reduce_per_replica._tfcontrast_patched = True
-    tf_trainer.reduce_per_replica = reduce_per_replica
-    return True
+    return _keras_compat.patch_multi_worker_reduce()
 
 
 def get_strategy(kind: str = "auto", tpu: str | None = None):

@@ -24,7 +24,7 @@ import math
 import keras
 from keras import ops
 
-from tfcontrast import _checks
+from tfcontrast import _checks, _keras_compat
 
 
 @keras.saving.register_keras_serializable(package="tfcontrast")
@@ -82,7 +82,7 @@ class LARS(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)
         g = ops.cast(gradient, variable.dtype)
-        v = self.velocities[self._get_variable_index(variable)]
+        v = self.velocities[_keras_compat.variable_index(self, variable)]
         if self._adapted(variable):
             w = ops.convert_to_tensor(variable)
             if self.lars_weight_decay:

@@ -16,23 +16,7 @@ import uuid
 import keras
 from keras import ops
 
-from tfcontrast import _checks
-
-
-def _loading_scope():
-    """Keras' per-load table of shared objects, or None outside `keras.saving` loads.
-
-    A functional model's config copies its layers' configs before the compile config
-    (and the loss in it) is serialized, so Keras' own `shared_object_id` never reaches
-    the layer's copy, and a reloaded loss would get proxies of its own, apart from the
-    model's trained layer. `Proxies` therefore carries its own `share_key` and uses this
-    table (private Keras API, looked up defensively) to hand the loss the model's layer.
-    """
-    try:
-        from keras.src.saving import serialization_lib
-    except ImportError:  # pragma: no cover - a Keras without it: no sharing
-        return None
-    return serialization_lib
+from tfcontrast import _checks, _keras_compat
 
 
 @keras.saving.register_keras_serializable(package="tfcontrast")
@@ -177,15 +161,19 @@ class Proxies(keras.layers.Layer):
     def from_config(cls, config):
         # Within one `keras.saving.load_model`, the model's layer is deserialized before
         # the compiled loss; the loss's copy of the config then returns that same layer.
+        # (A functional model's config copies its layers' configs before the compile
+        # config, and the loss in it, is serialized, so Keras' own `shared_object_id`
+        # never reaches the layer's copy, and a reloaded loss would get proxies of its
+        # own, apart from the model's trained layer: hence `share_key` and Keras' table
+        # of the objects of the current load.)
         key = config.get("share_key")
-        scope = _loading_scope()
-        if key and scope is not None:
-            existing = scope.get_shared_object(f"tfcontrast.Proxies/{key}")
+        if key:
+            existing = _keras_compat.get_shared_object(f"tfcontrast.Proxies/{key}")
             if existing is not None:
                 return existing
         instance = super().from_config(config)
-        if key and scope is not None:
-            scope.record_object_after_deserialization(instance, f"tfcontrast.Proxies/{key}")
+        if key:
+            _keras_compat.record_shared_object(instance, f"tfcontrast.Proxies/{key}")
         return instance
 
     def get_config(self):

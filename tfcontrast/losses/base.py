@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import keras
 from keras import ops
-from keras.src.backend import name_scope
-from keras.src.losses.loss import reduce_weighted_values
 
+from tfcontrast import _keras_compat
 from tfcontrast import distances as distances_lib
 
 
@@ -104,11 +103,11 @@ class ContrastiveLossBase(keras.losses.Loss):
 
     # -- Keras entry point ---------------------------------------------------------
     def __call__(self, y_true, y_pred, sample_weight=None):
-        with name_scope(self.name):
+        with keras.name_scope(self.name):
             y_pred = self._embeddings(y_pred)
             y_true = self._labels(y_true, y_pred)
             losses = self.call(y_true, y_pred)
-            return reduce_weighted_values(
+            return _keras_compat.reduce_weighted_values(
                 losses,
                 sample_weight=sample_weight,
                 reduction=self.reduction,

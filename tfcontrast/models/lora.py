@@ -43,17 +43,10 @@ from collections.abc import Sequence
 
 import keras
 
-from tfcontrast import _checks
+from tfcontrast import _checks, _keras_compat
 
 #: Layer classes adapted by default (all have `enable_lora` in Keras 3).
 DEFAULT_TARGETS = ("Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D")
-
-
-def _all_layers(model):
-    """Every layer below `model` (nested models included), each once."""
-    if hasattr(model, "_flatten_layers"):
-        return list(model._flatten_layers(include_self=True, recursive=True))
-    return [model]
 
 
 def _matches(layer, target) -> bool:
@@ -69,7 +62,7 @@ def _matches(layer, target) -> bool:
 def lora_variables(model) -> list:
     """The LoRA weights (`lora_kernel_a`, `lora_kernel_b`) of every adapted layer."""
     variables = []
-    for layer in _all_layers(model):
+    for layer in _keras_compat.flatten_layers(model):
         if getattr(layer, "lora_enabled", False):
             variables += [layer.lora_kernel_a, layer.lora_kernel_b]
     return variables
@@ -129,7 +122,7 @@ def enable_lora(
             "kernels); call it on data or `model.build(input_shape)` first."
         )
     adapted = []
-    for layer in _all_layers(model):
+    for layer in _keras_compat.flatten_layers(model):
         if layer is model and isinstance(model, keras.Model):
             continue
         if not _matches(layer, target) or not hasattr(layer, "enable_lora"):
@@ -146,15 +139,15 @@ def enable_lora(
         )
     if freeze_rest:
         adapted_ids = {id(layer) for layer in adapted}
-        for layer in _all_layers(model):
+        for layer in _keras_compat.flatten_layers(model):
             if id(layer) in adapted_ids:
                 bias = getattr(layer, "bias", None)
                 if bias is not None:
                     bias.trainable = False
-            elif layer is not model and layer._trainable_variables:
+            elif layer is not model and _keras_compat.own_trainable_variables(layer):
                 layer.trainable = False
         if not isinstance(model, keras.Model) and id(model) not in adapted_ids:
-            for v in model._trainable_variables:
+            for v in _keras_compat.own_trainable_variables(model):
                 v.trainable = False
     return count_lora_parameters(model)
 
@@ -175,7 +168,11 @@ def without_lora(model):
         old_task_features = backbone.predict(images)
     ```
     """
-    layers = [layer for layer in _all_layers(model) if getattr(layer, "lora_enabled", False)]
+    layers = [
+        layer
+        for layer in _keras_compat.flatten_layers(model)
+        if getattr(layer, "lora_enabled", False)
+    ]
     saved = [layer.lora_kernel_b.numpy() for layer in layers]
     try:
         for layer in layers:
