@@ -15,8 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfcontrast import _keras_compat
-from tfcontrast import _checks
+from tfcontrast import _checks, _keras_compat
 from tfcontrast._checks import integer_labels
 from tfcontrast.models.algorithms import base as algorithms_lib
 from tfcontrast.optimizers import cosine_momentum
