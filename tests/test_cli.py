@@ -339,3 +339,189 @@ def test_metric_loss_on_class_batches(tmp_path, digits_npz, capsys):
     out = capsys.readouterr().out
     assert "epochs of batch 20 (5 classes x 4 images)" in out
     assert np.isfinite(metrics["final_loss"]) and "1nn_accuracy" in metrics["model"]
+
+
+# -- help, logs and errors (issue 23) ----------------------------------------------------
+def _help(*args):
+    """`python -m tfcontrast ARGS` (the console script's path): its exit status, output and
+    whether it imported TensorFlow."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tfcontrast", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines()]
+    return result.returncode, result.stdout, "tensorflow" in imported
+
+
+def test_help_lists_each_commands_flags_without_starting_tensorflow():
+    # Issue 23: `tfcontrast train --help` exited 1 with "USAGE: tfcontrast [flags]" only.
+    asks = {
+        "overview": ["--help"],
+        "train": ["train", "--help"],
+        "evaluate": ["evaluate", "-h"],
+        "export": ["export", "--help"],
+        "search": ["--data", "digits", "search", "--help"],
+    }
+    out = {}
+    for name, args in asks.items():
+        status, out[name], tensorflow = _help(*args)
+        assert status == 0 and not tensorflow, (name, status, tensorflow)
+    for command in ("train", "evaluate", "export", "search"):
+        assert f"\n  {command} " in out["overview"]
+    train, evaluate, export, search = (out[c] for c in ("train", "evaluate", "export", "search"))
+    assert "--epochs=INT" in train and "--quantization=STRING" in train
+    assert "--[no]export" in train and "--query" not in train
+    assert "--run_dir" in evaluate and "--epochs" not in evaluate
+    assert "--quantization=STRING" in export and "--[no]export" not in export
+    assert "--query=STRING" in search and "--k=INT" in search and "--epochs" not in search
+    assert "(default: '0,1,2')" in search  # defaults as they are
+    assert "\nExport:\n" in train and "\nSearch:\n" in search  # grouped by section
+
+
+def test_flag_mistakes_are_one_line_with_status_2():
+    result = subprocess.run(
+        [sys.executable, "-m", "tfcontrast", "train", "--epoch=3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "tfcontrast: error: Unknown command line flag 'epoch'. Did you mean: epochs ?"
+    ]
+
+
+_START_UP_NOISE = (
+    "oneDNN",
+    "cudart_stub",
+    "Could not find cuda drivers",
+    "InitializeLog",
+    "cpu_feature_guard",
+    "PredictCost",
+    "cuInit",
+)
+
+
+def test_tensorflow_start_up_lines_are_silenced(tmp_path, digits_npz):
+    import re
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfcontrast",
+            "train",
+            f"--data={digits_npz}",
+            f"--run_dir={tmp_path / 'run'}",
+            "--epochs=1",
+            "--batch_size=64",
+            "--export=false",
+            "--verbose=0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "10_labels_1nn_accuracy" in result.stdout
+    noise = [
+        line
+        for line in result.stderr.splitlines()
+        if re.match(r"[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]", line)
+        or any(word in line for word in _START_UP_NOISE)
+    ]
+    assert noise == []
+
+
+def test_log_levels_follow_verbosity_and_the_users_environment():
+    from tfcontrast import _cli_logs
+
+    assert [_cli_logs.min_log_level(v) for v in (None, 1, 0, -1, -2, -3)] == [3, 0, 0, 1, 2, 3]
+    environ = {}
+    assert _cli_logs.configure(None, environ) == 3 and environ == {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    environ = {"TF_CPP_MIN_LOG_LEVEL": "1"}  # set by the user: kept
+    assert _cli_logs.configure(None, environ) == 1 and environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
+    assert _cli_logs.configure(0, {}) == 0
+    text = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796238716.196662    5940 cudart_stub.cc:31] Could not find cuda drivers\n"
+        "W0000 00:00:1796238716.2    5940 some.cc:1] a warning\n"
+        "E0000 00:00:1796238716.3    5940 op_level_cost_estimator.cc:699] Error in PredictCost()\n"
+        "a line of Python\n"
+    )
+    assert _cli_logs.filter_lines(text, 3) == "a line of Python\n"
+    assert _cli_logs.filter_lines(text, 2).splitlines()[-2:] == [
+        "E0000 00:00:1796238716.3    5940 op_level_cost_estimator.cc:699] Error in PredictCost()",
+        "a line of Python",
+    ]
+    assert _cli_logs.filter_lines(text, 0) == text
+
+
+def test_no_algorithm_is_named_in_the_command_line_code():
+    # Adding a method is adding one file: the command line special-cases none (no
+    # `if algorithm == ...`, no default or list of names of its own).
+    import ast
+
+    from tfcontrast.models import algorithms
+
+    with open(cli.__file__) as f:
+        strings = [
+            node.value.lower()
+            for node in ast.walk(ast.parse(f.read()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        ]
+    named = {
+        name
+        for name in algorithms.names()
+        for text in strings
+        if text == name or f"algorithm={name}" in text or f"{name}-" in text
+    }
+    assert named == set()
+
+
+class _Internal(ValueError):
+    pass
+
+
+@pytest.mark.parametrize("where", ["build", "fit"])
+def test_errors_from_inside_keep_their_traceback(tmp_path, digits_npz, monkeypatch, capsys, where):
+    # Issue 23, item 3: every ValueError from deep inside became "error: ..." with exit
+    # status 2 and no traceback.
+    from tfcontrast import distribute
+    from tfcontrast.models import recipes
+
+    asked, library_helper = [], distribute.get_strategy
+
+    def get_strategy(kind="auto", tpu=None):
+        asked.append(kind)
+        return library_helper(kind, tpu)
+
+    def fail(*args, **kwargs):
+        raise _Internal("something inside went wrong")
+
+    monkeypatch.setattr(distribute, "get_strategy", get_strategy)
+    monkeypatch.setattr(recipes, "build_model" if where == "build" else "fit", fail)
+    run_dir = tmp_path / "run"
+    parse(f"--data={digits_npz}", f"--run_dir={run_dir}", "--strategy=none", "--export=false")
+    with pytest.raises(_Internal):
+        cli._main_with_errors(["tfcontrast", "train"])
+    assert asked == ["default"]  # the library's strategy helper
+    assert "tfcontrast: error" not in capsys.readouterr().err
+
+
+def test_a_recipe_error_from_inside_names_its_flag(tmp_path, digits_npz, monkeypatch, capsys):
+    from tfcontrast.models import recipes
+
+    def fit(*args, **kwargs):
+        raise recipes.RecipeError("options.temperature", "Recipe: too cold.")
+
+    monkeypatch.setattr(recipes, "fit", fit)
+    parse(f"--data={digits_npz}", f"--run_dir={tmp_path / 'run'}", "--export=false")
+    with pytest.raises(SystemExit) as exit_info:
+        cli._main_with_errors(["tfcontrast", "train"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "tfcontrast: error: --temperature: Recipe: too cold.\n"

@@ -1,18 +1,17 @@
 """The `tfcontrast` command line: `train`, `evaluate`, `export` and `search`.
 
-    tfcontrast train                      # VICReg on scikit-learn's digits, then export
-    tfcontrast train --algorithm=byol --epochs=100 --data=tfds:cifar10
-    tfcontrast evaluate --run_dir=runs/vicreg-digits
-    tfcontrast export --run_dir=runs/vicreg-digits --name=digits
-    tfcontrast search --run_dir=runs/vicreg-digits --query=0,1,2 --k=5
+`tfcontrast --help` lists the commands, `tfcontrast COMMAND --help` the flags of one
+(`tfcontrast._cli_flags`), without starting TensorFlow: in this process `import tfcontrast`
+leaves the submodules to `_main_with_errors`, which loads them after the flags.
 
 Every run writes a run directory (`--run_dir`) holding the flags (`config.json`), the
 training history (`history.csv`), metrics (`metrics.json`), plots, the trained model
 (`model.keras`) and a backup of the last epoch: running the same `train` command again
 after an interruption resumes from that backup.
 
-Errors in the input (a missing data path, an unknown algorithm, contradicting flags)
-print one line on stderr and exit with status 2, without a traceback.
+Errors in the input (a missing data path, an unknown algorithm, contradicting flags, an
+unreadable run file) print one line on stderr and exit with status 2, without a
+traceback; other failures are bugs to report and keep their traceback (status 1).
 """
 
 from __future__ import annotations
@@ -25,119 +24,16 @@ import time
 
 from absl import app, flags
 
-COMMANDS = ("train", "evaluate", "export", "search")
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string(
-    "data",
-    "digits",
-    "Data: 'digits' (scikit-learn, ships with it), 'tfds:NAME', a folder with one "
-    "subfolder per class, or an .npz file with arrays x (and y), or in Keras' layout "
-    "x_train, y_train, x_test, y_test (its test split is then used for evaluation).",
+from tfcontrast import _cli_logs
+from tfcontrast._cli_flags import (
+    COMMANDS,
+    FLAGS,
+    RECIPE_FLAGS,
+    UsageError,
+    command_of,
+    help_text,
+    wants_help,
 )
-# The default: VICReg beat SimCLR on the USPS validation split at both budgets measured
-# (50 epochs: 0.976 against 0.956 at 10 labels per class; the recipes' ~3,000 steps:
-# 0.982 / 1-NN 0.992 against SimCLR's 0.973 / 0.984 at 100 epochs), with no negatives and
-# no temperature to set (benchmarks/README.md, "How the recipes were chosen").
-flags.DEFINE_string(
-    "algorithm",
-    "vicreg",
-    "vicreg (default), simclr, moco_v2, moco_v3, byol, simsiam, barlow_twins, nnclr, dino, swav "
-    "(no labels needed), supcon or metric (labels: supervised, the metric loss set by --loss).",
-)
-# Training settings: unset (None) takes the algorithm's recipe default
-# (tfcontrast.models.recipes), chosen by measurement on a validation split.
-flags.DEFINE_string(
-    "backbone",
-    None,
-    "auto (the default: a small-image ResNet-18, or a small ConvNet below 16 px), "
-    "cifar_resnet18, small_convnet, or any keras.applications model by name (ResNet50, "
-    "EfficientNetV2B0, MobileNetV3Small, ConvNeXtTiny, ...; its input preprocessing is "
-    "inside the model, so exports take raw pixels).",
-)
-flags.DEFINE_integer(
-    "width", None, "Base width of a small-image backbone (recipe default if unset)."
-)
-flags.DEFINE_string(
-    "weights",
-    None,
-    "Weights of a keras.applications backbone: imagenet (downloaded by Keras) or the path "
-    "of a weights file; unset trains from scratch.",
-)
-flags.DEFINE_bool(
-    "freeze_backbone", None, "Train the heads only, on a frozen (pretrained) backbone."
-)
-flags.DEFINE_integer(
-    "unfreeze_after",
-    None,
-    "With --freeze_backbone: unfreeze the backbone after this many epochs (a fresh "
-    "optimiser schedule for the rest of the run).",
-)
-flags.DEFINE_string(
-    "augmentation",
-    "auto",
-    "auto (chosen from the images' channels and size, and said in the output), glyphs, "
-    "small_natural, natural or none.",
-)
-flags.DEFINE_integer("epochs", None, "Training epochs (recipe default if unset).")
-flags.DEFINE_integer("batch_size", None, "Global batch size (recipe default if unset).")
-flags.DEFINE_float(
-    "learning_rate", None, "Peak learning rate (AdamW, 5% warm-up then cosine decay)."
-)
-flags.DEFINE_float("weight_decay", None, "AdamW weight decay (recipe default if unset).")
-flags.DEFINE_float("temperature", None, "Loss temperature (recipe default if unset).")
-flags.DEFINE_string(
-    "loss",
-    None,
-    "With --algorithm=metric (labels needed): multi_similarity (default), triplet, circle, "
-    "contrastive, lifted_structure, npair, or a proxy loss: arcface, cosface, "
-    "subcenter_arcface, proxy_anchor, proxy_nca, normalized_softmax; on two augmented "
-    "views of each image.",
-)
-flags.DEFINE_string(
-    "miner", None, "With --loss: the pair or triplet miner, e.g. batch_hard, semi_hard, all."
-)
-flags.DEFINE_integer(
-    "classes_per_batch",
-    None,
-    "With --per_class (supervised algorithms): P x K batches of this many classes (P).",
-)
-flags.DEFINE_integer(
-    "per_class", None, "With --classes_per_batch: images of each class in a batch (K)."
-)
-flags.DEFINE_integer("projection_dim", None, "Output width of the projection head.")
-flags.DEFINE_integer("hidden_dim", None, "Hidden width of the projection and prediction heads.")
-flags.DEFINE_string("serve", None, "Served embedding: backbone or projector.")
-flags.DEFINE_integer("image_size", None, "Resize every image to this size.")
-flags.DEFINE_integer("max_examples", 50000, "Use at most this many examples of the data.")
-flags.DEFINE_float(
-    "test_fraction", 0.3, "Held-out fraction for evaluation (data without a test split)."
-)
-flags.DEFINE_string("run_dir", None, "Run directory (default runs/ALGORITHM-DATA).")
-flags.DEFINE_enum(
-    "strategy",
-    "auto",
-    ["auto", "none", "mirrored", "multi_worker", "tpu"],
-    "tf.distribute strategy: auto uses MirroredStrategy with several GPUs.",
-)
-flags.DEFINE_enum(
-    "mixed_precision",
-    "none",
-    ["none", "mixed_float16", "mixed_bfloat16"],
-    "Keras mixed-precision policy.",
-)
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_bool("export", True, "train: export a SavedModel and a TFLite file at the end.")
-flags.DEFINE_string("export_dir", "saved_models", "Where exports land (NAME/VERSION/).")
-flags.DEFINE_string("name", None, "Export name (default DATA_ALGORITHM).")
-flags.DEFINE_string("quantization", None, "TFLite quantization: float16, dynamic or int8.")
-flags.DEFINE_string("query", "0,1,2", "search: comma-separated indices of held-out images.")
-flags.DEFINE_integer("k", 5, "search: neighbours to return.")
-flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 progress bar, 2 one line).")
-
-
-class UsageError(ValueError):
-    """A mistake in the command line or its inputs; reported in one line."""
 
 
 class ExportFailed(RuntimeError):
@@ -268,32 +164,19 @@ def load_data(data: str, image_size=None, max_examples=50000, test_fraction=0.3,
 
 
 # -- model -----------------------------------------------------------------------------
-# Flags that set a recipe field of the same name (unset: the algorithm's recipe default).
-RECIPE_FLAGS = (
-    "backbone",
-    "width",
-    "weights",
-    "freeze_backbone",
-    "unfreeze_after",
-    "augmentation",
-    "epochs",
-    "batch_size",
-    "classes_per_batch",
-    "per_class",
-    "learning_rate",
-    "weight_decay",
-    "projection_dim",
-    "hidden_dim",
-    "serve",
-)
-
-
 # Algorithm options set by flags: the option's flag (the loss's miner is one of the
 # options of the loss).
 OPTION_FLAGS = {"temperature": "temperature", "loss": "loss", "loss_options": "miner"}
 
 
-def make_recipe(algorithm="vicreg", temperature=None, loss=None, miner=None, **settings):
+def flag_error(error) -> UsageError:
+    """The UsageError of a `recipes.RecipeError`, naming the flag of its setting (recipe
+    settings are flags of the same name; algorithm options map to theirs)."""
+    option = error.setting.removeprefix("options.")
+    return UsageError(f"--{OPTION_FLAGS.get(option, option)}: {error}")
+
+
+def make_recipe(algorithm, temperature=None, loss=None, miner=None, **settings):
     """The recipe of `algorithm` with the flags that were set (a UsageError names a bad one)."""
     from tfcontrast.models import recipes
 
@@ -304,27 +187,11 @@ def make_recipe(algorithm="vicreg", temperature=None, loss=None, miner=None, **s
     try:
         return recipes.Recipe.for_algorithm(algorithm, options=options, **settings)
     except recipes.RecipeError as error:
-        # Recipe settings are flags of the same name; algorithm options map to theirs.
-        option = error.setting.removeprefix("options.")
-        raise UsageError(f"--{OPTION_FLAGS.get(option, option)}: {error}") from None
+        raise flag_error(error) from None
 
 
-def _strategy(name):
-    import tensorflow as tf
-
-    if name == "auto":
-        gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-    if name == "none":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
-    return tf.distribute.TPUStrategy(resolver)
+# `--strategy` names and those of `tfcontrast.distribute.get_strategy`.
+STRATEGIES = {"none": "default"}
 
 
 # -- evaluation ------------------------------------------------------------------------
@@ -405,22 +272,28 @@ def _run_dir():
     return os.path.join("runs", f"{FLAGS.algorithm}-{_data_name(FLAGS.data)}")
 
 
+def _check_export_flags():
+    if FLAGS.quantization not in (None, "float16", "dynamic", "int8"):
+        raise UsageError(
+            f"--quantization: expected float16, dynamic or int8; received {FLAGS.quantization!r}."
+        )
+
+
 def _check_flags():
     if FLAGS.strategy == "tpu" and FLAGS.mixed_precision == "mixed_float16":
         raise UsageError(
             "--strategy=tpu with --mixed_precision=mixed_float16 contradict each "
             "other: TPUs use mixed_bfloat16."
         )
-    if FLAGS.quantization not in (None, "float16", "dynamic", "int8"):
-        raise UsageError(
-            f"--quantization: expected float16, dynamic or int8; received {FLAGS.quantization!r}."
-        )
+    _check_export_flags()
     if FLAGS.image_size is not None and FLAGS.image_size < 1:
         raise UsageError(f"--image_size: expected a positive size; received {FLAGS.image_size}.")
     if not 0.0 < FLAGS.test_fraction < 1.0:
         raise UsageError(
             f"--test_fraction: expected a value in (0, 1); received {FLAGS.test_fraction}."
         )
+    if FLAGS.weights not in (None, "imagenet") and not os.path.isfile(FLAGS.weights):
+        raise UsageError(f"--weights: no such file: {FLAGS.weights!r}.")
     return make_recipe(
         FLAGS.algorithm,
         FLAGS.temperature,
@@ -453,12 +326,22 @@ def _settings():
     return {key: FLAGS[key].value for key in keys}
 
 
+def _read_config(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise UsageError(
+            f"--run_dir: {path} cannot be read ({error}). Delete the run directory to "
+            "start the run over."
+        ) from None
+
+
 def _check_run_dir(run_dir, settings):
     """A run directory belongs to one configuration: resuming with other flags is an error."""
     path = os.path.join(run_dir, "config.json")
     if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
+        saved = _read_config(path)
         changed = {
             k: (saved.get(k), v) for k, v in settings.items() if k != "epochs" and saved.get(k) != v
         }
@@ -475,6 +358,7 @@ def _check_run_dir(run_dir, settings):
 def train():
     import keras
 
+    from tfcontrast.distribute import get_strategy
     from tfcontrast.evaluation import plots
     from tfcontrast.models import algorithms, recipes
     from tfcontrast.models.callbacks import CollapseMonitor, KNNMonitor
@@ -484,6 +368,8 @@ def train():
     settings = _settings()
     run_dir = _run_dir()
     _check_run_dir(run_dir, settings)
+    # First: a multi-worker strategy must exist before TensorFlow runs anything.
+    strategy = get_strategy(STRATEGIES.get(FLAGS.strategy, FLAGS.strategy))
 
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.mixed_precision != "none":
@@ -498,7 +384,7 @@ def train():
         try:
             recipe.check_labels(y_train)
         except recipes.RecipeError as error:
-            raise UsageError(f"--{error.setting}: {error}") from None
+            raise flag_error(error) from None
     epochs = recipe.epochs_for(len(x_train))
     print(
         f"data: {FLAGS.data}: {len(x_train)} training and {len(x_test)} held-out images "
@@ -507,7 +393,6 @@ def train():
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump({**settings, "recipe": recipe.to_dict()}, f, indent=2)
-    strategy = _strategy(FLAGS.strategy)
     with strategy.scope():
         model, note = recipes.build_model(
             recipe, x_train.shape[1:], seed=FLAGS.seed, sample=x_train, labels=y_train
@@ -663,10 +548,13 @@ def _load_run():
     import keras
 
     path = os.path.join(_run_dir(), "model.keras")
-    if not os.path.exists(path):
-        raise UsageError(f"--run_dir: no trained model at {path!r}; run `tfcontrast train` first.")
-    with open(os.path.join(_run_dir(), "config.json")) as f:
-        config = json.load(f)
+    config_path = os.path.join(_run_dir(), "config.json")
+    if not os.path.exists(path) or not os.path.exists(config_path):
+        raise UsageError(
+            f"--run_dir: no trained model at {path!r} (and its config.json); run "
+            "`tfcontrast train` first."
+        )
+    config = _read_config(config_path)
     data = load_data(
         config["data"],
         config["image_size"],
@@ -705,6 +593,7 @@ def evaluate():
 
 
 def export_command():
+    _check_export_flags()
     model, config, (_, _, x_test, _) = _load_run()
     return _export(
         model, x_test, FLAGS.name or f"{_data_name(config['data'])}_{config['algorithm']}"
@@ -725,7 +614,7 @@ def search():
         raise UsageError(
             f"--query: indices must be in [0, {len(x_test)}); received {FLAGS.query!r}."
         )
-    saved = os.path.join(FLAGS.run_dir, "index")
+    saved = os.path.join(_run_dir(), "index")
     if os.path.exists(saved):  # written by `train`, with its calibrated threshold
         index = Index.load(saved)
     else:
@@ -749,40 +638,67 @@ def search():
 
 
 def main(argv):
+    """Runs the command of `argv` (flags parsed); errors in the input are UsageErrors."""
+    from tfcontrast.models.recipes import RecipeError
+
     command = argv[1] if len(argv) > 1 else "train"
     if len(argv) > 2:
         raise UsageError(f"unexpected arguments {argv[2:]}; flags are written --name=value.")
     if command not in COMMANDS:
         raise UsageError(f"unknown command {command!r}; expected one of {list(COMMANDS)}.")
-    return {"train": train, "evaluate": evaluate, "export": export_command, "search": search}[
-        command
-    ]()
+    run_command = {"train": train, "evaluate": evaluate, "export": export_command}.get(
+        command, search
+    )
+    try:
+        return run_command()
+    except RecipeError as error:  # a setting out of its range names its flag
+        raise flag_error(error) from None
 
 
 def _main_with_errors(argv):
     from absl import logging as absl_logging
 
+    import tfcontrast
+
+    verbosity = FLAGS.verbosity if FLAGS["verbosity"].present else None
+    # Before TensorFlow loads: its C++ log level, and its start-up lines left out. Then
+    # the library, which the command line loads only now (see tfcontrast/__init__.py).
+    _cli_logs.import_tensorflow(_cli_logs.configure(verbosity))
+    tfcontrast._import_submodules()
     # absl's default INFO level would echo every TensorFlow and export log line; what a
     # run does is printed explicitly. `--verbosity=0` brings INFO back.
-    if not any(arg.startswith(("-v", "--v")) for arg in sys.argv[1:]):
+    if verbosity is None:
         absl_logging.set_verbosity(absl_logging.WARNING)
         for name in ("", "tensorflow", "tfcontrast"):
             std_logging.getLogger(name).setLevel(std_logging.WARNING)
     try:
         main(argv)
-    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError) as error:
+    except UsageError as error:
         print(f"tfcontrast: error: {error}", file=sys.stderr)
         sys.exit(2)
     except ExportFailed as error:  # not a usage error, and nothing to debug in a traceback
         print(f"tfcontrast: export failed: {error}", file=sys.stderr)
         sys.exit(1)
+    # Anything else is a bug: its traceback, exit status 1.
 
 
-def run():
-    """Console-script entry point."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _parse_flags(argv):
+    """absl's flag parsing, with `--help` by command (exit 0, before TensorFlow starts)
+    and flag errors in one line (exit 2)."""
+    if wants_help(argv[1:]):
+        try:
+            print(help_text(command_of(argv[1:])))
+        except UsageError as error:
+            print(f"tfcontrast: error: {error}", file=sys.stderr)
+            sys.exit(2)
+        sys.exit(0)
     try:
-        app.run(_main_with_errors)
-    except flags.Error as error:  # pragma: no cover - absl exits before this
+        return FLAGS(argv)
+    except flags.Error as error:
         print(f"tfcontrast: error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def run(argv=None):
+    """Console-script entry point (`argv`: sys.argv when None)."""
+    app.run(_main_with_errors, argv=argv, flags_parser=_parse_flags)
