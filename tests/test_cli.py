@@ -488,9 +488,12 @@ class _Internal(ValueError):
 
 
 @pytest.mark.parametrize("where", ["build", "fit"])
-def test_errors_from_inside_keep_their_traceback(tmp_path, digits_npz, monkeypatch, capsys, where):
+def test_errors_from_inside_keep_their_traceback_and_leave_no_config(
+    tmp_path, digits_npz, monkeypatch, capsys, where
+):
     # Issue 23, item 3: every ValueError from deep inside became "error: ..." with exit
-    # status 2 and no traceback.
+    # status 2 and no traceback; item 9: a run failing before its first epoch left
+    # config.json behind, so the corrected command was refused.
     from tfcontrast import distribute
     from tfcontrast.models import recipes
 
@@ -510,6 +513,7 @@ def test_errors_from_inside_keep_their_traceback(tmp_path, digits_npz, monkeypat
     with pytest.raises(_Internal):
         cli._main_with_errors(["tfcontrast", "train"])
     assert asked == ["default"]  # the library's strategy helper
+    assert not (run_dir / "config.json").exists()
     assert "tfcontrast: error" not in capsys.readouterr().err
 
 
@@ -525,3 +529,93 @@ def test_a_recipe_error_from_inside_names_its_flag(tmp_path, digits_npz, monkeyp
         cli._main_with_errors(["tfcontrast", "train"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "tfcontrast: error: --temperature: Recipe: too cold.\n"
+
+
+# -- the run directory survives kills and corrupt files (issue 23, items 7 and 9) -------
+class _Killed(Exception):
+    """Stands for a SIGKILL: nothing after it runs (Keras' fit has no `finally`)."""
+
+
+def _tiny_train(digits_npz, run_dir, epochs):
+    parse(
+        f"--data={digits_npz}",
+        f"--run_dir={run_dir}",
+        f"--epochs={epochs}",
+        "--batch_size=64",
+        "--backbone=small_convnet",
+        "--width=8",
+        "--export=false",
+        "--verbose=0",
+    )
+    return cli.main(["tfcontrast", "train"])
+
+
+def _logged_epochs(run_dir):
+    import csv
+
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("after", ["history_row", "backup"])
+def test_a_kill_at_the_end_of_an_epoch_loses_no_history_row(
+    tmp_path, digits_npz, monkeypatch, after
+):
+    # Killed after epoch 1's backup (before its row, with the backup written first) the
+    # row was lost for good; killed after its row but before its backup, resuming trains
+    # epoch 1 again and must not log it twice.
+    import keras
+
+    callback = (
+        keras.callbacks.CSVLogger if after == "history_row" else keras.callbacks.BackupAndRestore
+    )
+    on_epoch_end = callback.on_epoch_end
+
+    def killed_at_epoch_1(self, epoch, logs=None):
+        on_epoch_end(self, epoch, logs)
+        if epoch == 1:
+            raise _Killed()
+
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(callback, "on_epoch_end", killed_at_epoch_1)
+        with pytest.raises(_Killed):
+            _tiny_train(digits_npz, run_dir, epochs=3)
+    assert (run_dir / "config.json").exists()  # training started: resume with these flags
+    _tiny_train(digits_npz, run_dir, epochs=3)
+    assert _logged_epochs(run_dir) == [0, 1, 2]
+
+
+def test_corrupt_backup_and_model_files(tmp_path, digits_npz, capsys):
+    run_dir = tmp_path / "run"
+    _tiny_train(digits_npz, run_dir, epochs=2)
+    backup = run_dir / "backup"
+
+    def truncate(path):
+        path.write_bytes(path.read_bytes()[:100])
+
+    # Cut short by a kill while written: the backup of the epoch before takes over, and
+    # the epoch after it is trained (and logged) again.
+    truncate(backup / "latest.weights.h5")
+    _tiny_train(digits_npz, run_dir, epochs=2)
+    assert _logged_epochs(run_dir) == [0, 1]
+    capsys.readouterr()
+
+    for path in backup.iterdir():
+        truncate(path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli._main_with_errors(["tfcontrast", "train"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tfcontrast: error: --run_dir: the backup in {backup} cannot be read")
+    assert f"Delete {backup} to train this run from its first epoch" in err
+    assert err.count("\n") == 1
+
+    truncate(run_dir / "model.keras")
+    parse(f"--run_dir={run_dir}")
+    with pytest.raises(SystemExit) as exit_info:
+        cli._main_with_errors(["tfcontrast", "evaluate"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tfcontrast: error: --run_dir: {run_dir / 'model.keras'} cannot be read")
+    assert "run the same `tfcontrast train` command again" in err and err.count("\n") == 1

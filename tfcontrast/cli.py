@@ -7,7 +7,7 @@ leaves the submodules to `_main_with_errors`, which loads them after the flags.
 Every run writes a run directory (`--run_dir`) holding the flags (`config.json`), the
 training history (`history.csv`), metrics (`metrics.json`), plots, the trained model
 (`model.keras`) and a backup of the last epoch: running the same `train` command again
-after an interruption resumes from that backup.
+after an interruption resumes from that backup (`tfcontrast._cli_run_dir`).
 
 Errors in the input (a missing data path, an unknown algorithm, contradicting flags, an
 unreadable run file) print one line on stderr and exit with status 2, without a
@@ -358,6 +358,7 @@ def _check_run_dir(run_dir, settings):
 def train():
     import keras
 
+    from tfcontrast._cli_run_dir import RunRecorder, write_json
     from tfcontrast.distribute import get_strategy
     from tfcontrast.evaluation import plots
     from tfcontrast.models import algorithms, recipes
@@ -390,9 +391,6 @@ def train():
         f"data: {FLAGS.data}: {len(x_train)} training and {len(x_test)} held-out images "
         f"of shape {x_train.shape[1:]}{'' if labelled else ', no labels'}"
     )
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump({**settings, "recipe": recipe.to_dict()}, f, indent=2)
     with strategy.scope():
         model, note = recipes.build_model(
             recipe, x_train.shape[1:], seed=FLAGS.seed, sample=x_train, labels=y_train
@@ -410,6 +408,7 @@ def train():
     monitors = [CollapseMonitor(x_test, every=every)]
     if labelled:
         monitors.insert(0, KNNMonitor(x_train, y_train, x_test, y_test, k=20, every=every))
+    os.makedirs(run_dir, exist_ok=True)
     start = time.time()
     recipes.fit(
         model,
@@ -418,18 +417,15 @@ def train():
         y_train,
         verbose=FLAGS.verbose,
         seed=FLAGS.seed,
-        callbacks=[
-            # The backup is kept after the last epoch, so that running the same command
-            # again finds the run complete instead of training it again.
-            keras.callbacks.BackupAndRestore(
-                os.path.join(run_dir, "backup"), delete_checkpoint=False
-            ),
-            *monitors,
-            keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
-        ],
+        # The monitors first: their values are in the history row of the epoch. The
+        # recorder writes config.json only once an epoch has ended: a run that fails
+        # before leaves no settings behind to refuse the corrected command with.
+        callbacks=[*monitors, RunRecorder(run_dir, {**settings, "recipe": recipe.to_dict()})],
     )
     seconds = time.time() - start
-    model.save(os.path.join(run_dir, "model.keras"))
+    partial = os.path.join(run_dir, "model.partial.keras")  # a kill leaves no half model
+    model.save(partial)
+    os.replace(partial, os.path.join(run_dir, "model.keras"))
 
     embed = model.predict(x_train, verbose=0), model.predict(x_test, verbose=0)
     metrics = {
@@ -477,8 +473,7 @@ def train():
         except ParityError as error:  # training succeeded: keep its results
             failed = error
             metrics["export"] = {"failed": str(error), "report": json.loads(error.report.to_json())}
-    with open(os.path.join(run_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_json(os.path.join(run_dir, "metrics.json"), metrics)
     print(f"run directory: {run_dir}")
     if failed is not None:
         raise ExportFailed(
@@ -547,6 +542,8 @@ def _load_run():
     """The trained model of `--run_dir`, its settings and its data split."""
     import keras
 
+    from tfcontrast._cli_run_dir import check_keras_file
+
     path = os.path.join(_run_dir(), "model.keras")
     config_path = os.path.join(_run_dir(), "config.json")
     if not os.path.exists(path) or not os.path.exists(config_path):
@@ -555,6 +552,7 @@ def _load_run():
             "`tfcontrast train` first."
         )
     config = _read_config(config_path)
+    check_keras_file(path)
     data = load_data(
         config["data"],
         config["image_size"],
