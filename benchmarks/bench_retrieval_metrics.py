@@ -1,11 +1,16 @@
 """`tfcontrast.evaluation.retrieval_metrics`: the rank-counting implementation vs the
-previous full sort.
+previous full sort (and, with `--baseline-rev`, vs an earlier revision of itself).
 
 The previous implementation (kept below as `previous_retrieval_metrics`, the baseline)
 argsorted every query's whole row of similarities in float64 with a stable sort. The
 current one computes the same metrics from the ranks of each query's relevant items
 (a float32 sort of each row plus binary searches, ties counted by gallery position), in
-chunks of at most 64 MiB of similarities, sorted and ranked in one thread per CPU (2 here).
+chunks of at most 64 MiB of similarities, each thread (one per CPU, 2 here) sorting a
+copy of one row at a time. `--baseline-rev REV` also runs
+`tfcontrast/evaluation/retrieval_metrics.py` as it was at git revision `REV` (read with
+`git show`, run against the current tree) at both sizes, so that a change is measured
+against its predecessor on the same machine in the same run; its metrics must equal
+the current ones exactly.
 
 Each measurement runs in a fresh process that builds its data, resets its peak-RSS mark
 (`/proc/self/clear_refs`), and reports for the one call: wall seconds, CPU seconds
@@ -18,12 +23,16 @@ noise (the noise makes retrieval imperfect: MAP around 0.1-0.2), cosine metric.
 Rows:
 - both implementations at `--small` (default 2,000 queries x 50,000 gallery), where the
   full sort is still feasible; their metrics must agree (max abs difference reported);
-- the current implementation at `--large` (default 20,000 x 200,000).
+- the current implementation at `--large` (default 20,000 x 200,000);
+- with `--baseline-rev`, that revision at both sizes.
+
+`--note` stores a sentence with the result (e.g. what else ran on the machine).
 
 Usage:
 
     python benchmarks/bench_retrieval_metrics.py           # 2k x 50k both, 20k x 200k new
     python benchmarks/bench_retrieval_metrics.py --quick   # 500 x 20k both, 2k x 50k new
+    python benchmarks/bench_retrieval_metrics.py --baseline-rev 403f63d --note "..."
 
 Writes `benchmarks/results/retrieval_metrics.json` (`--quick`: a scratch file; `--out`
 to change).
@@ -38,6 +47,7 @@ import resource
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +119,21 @@ def previous_retrieval_metrics(
     return out
 
 
+def revision_retrieval_metrics(rev: str):
+    """`retrieval_metrics` of `tfcontrast/evaluation/retrieval_metrics.py` at git revision
+    `rev`, run against the current tree (its imports resolve to today's modules)."""
+    path = "tfcontrast/evaluation/retrieval_metrics.py"
+    source = subprocess.run(
+        ["git", "-C", str(HERE.parent), "show", f"{rev}:{path}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    module = types.ModuleType(f"retrieval_metrics_at_{rev}")
+    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
+    return module.retrieval_metrics
+
+
 def make_data(queries: int, gallery: int, dim: int, classes: int, seed: int = 0):
     """Class-centre mixture: labels uniform over `classes`, noise 2x the centre scale."""
     rng = np.random.default_rng(seed)
@@ -138,11 +163,15 @@ def _rss_mib(field: str) -> float | None:
 
 
 def worker(impl: str, queries: int, gallery: int, dim: int, classes: int) -> dict:
-    """One call in this process: timings, CPU seconds and peak memory."""
+    """One call in this process: timings, CPU seconds and peak memory. `impl`:
+    "previous", "current" or "baseline@REV"."""
     from tfcontrast.evaluation import retrieval_metrics
 
     q, q_lab, g, g_lab = make_data(queries, gallery, dim, classes)
-    fn = retrieval_metrics if impl == "current" else previous_retrieval_metrics
+    if impl.startswith("baseline@"):
+        fn = revision_retrieval_metrics(impl.split("@", 1)[1])
+    else:
+        fn = retrieval_metrics if impl == "current" else previous_retrieval_metrics
     try:  # resets VmHWM to the current RSS: the peak below is this call's
         Path("/proc/self/clear_refs").write_text("5")
         peak_field = "VmHWM"
@@ -188,7 +217,7 @@ def spawn(impl: str, size: tuple[int, int], dim: int, classes: int, log=print) -
         if line.startswith(MARKER):
             row = json.loads(line[len(MARKER) :])
             log(
-                f"  {impl:<8} {queries} x {gallery}: {row['wall_s']:.1f} s wall, "
+                f"  {impl:<16} {queries} x {gallery}: {row['wall_s']:.1f} s wall, "
                 f"{row['cpu_s']:.1f} CPU s, peak RSS {row['peak_rss_mib']:.0f} MiB "
                 f"(+{row['peak_increase_mib']:.0f}), load {row['load_avg_1min_before']:.1f}"
                 f"-{row['load_avg_1min_after']:.1f}"
@@ -213,12 +242,23 @@ def markdown(payload: dict) -> str:
         )
     agree = payload["agreement"]
     lines.append("")
+    if payload.get("note"):
+        lines.append(f"Note: {payload['note']}")
+        lines.append("")
     lines.append(
         f"At {agree['size']}: largest |previous - current| over all metrics "
         f"{agree['max_abs_difference']:.1e}; wall-time ratio {agree['speedup_wall']:.1f}x, "
         f"CPU-time ratio {agree['speedup_cpu']:.1f}x, peak-increase ratio "
         f"{agree['memory_ratio']:.1f}x."
     )
+    base = payload.get("baseline")
+    if base:
+        lines.append(
+            f"Against {base['implementation']}: metrics equal to "
+            f"{base['max_abs_difference']:.1e}; at {base['size']}, CPU-time ratio "
+            f"(baseline / current) {base['cpu_ratio']:.2f}x, wall-time ratio "
+            f"{base['wall_ratio']:.2f}x, peak-increase ratio {base['memory_ratio']:.2f}x."
+        )
     return "\n".join(lines)
 
 
@@ -234,7 +274,11 @@ def main(argv=None):
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--quick", action="store_true", help="500x20000 and 2000x50000")
-    parser.add_argument("--worker", choices=["previous", "current"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--baseline-rev", help="also run retrieval_metrics.py at this git revision (both sizes)"
+    )
+    parser.add_argument("--note", help="a sentence stored with the result (machine load, ...)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=_size, help=argparse.SUPPRESS)
     args = parse_table_args(parser, argv, markdown)
     if args is None:
@@ -248,10 +292,14 @@ def main(argv=None):
     scratch = args.quick or args.small is not None or args.large is not None
     out = args.out or default_out("retrieval_metrics", scratch)
     print(f"retrieval_metrics: D={args.dim}, {args.classes} classes, cosine, ks=(1, 5, 10)")
-    rows = [spawn(impl, small, args.dim, args.classes) for impl in ("previous", "current")]
+    baseline = f"baseline@{args.baseline_rev}" if args.baseline_rev else None
+    small_impls = ["previous", "current"] + ([baseline] if baseline else [])
+    rows = [spawn(impl, small, args.dim, args.classes) for impl in small_impls]
+    if baseline:
+        rows.append(spawn(baseline, large, args.dim, args.classes))
     rows.append(spawn("current", large, args.dim, args.classes))
     old, new = rows[0], rows[1]
-    diff = max(abs(old["metrics"][k] - new["metrics"][k]) for k in old["metrics"])
+    diff = _max_difference(old, new)
     payload = {
         "benchmark": "retrieval_metrics",
         "command": command_line(),
@@ -263,7 +311,9 @@ def main(argv=None):
             "ks": [1, 5, 10],
             "small": list(small),
             "large": list(large),
+            "baseline_rev": args.baseline_rev,
         },
+        "note": args.note,
         "rows": rows,
         "agreement": {
             "size": f"{small[0]:,} x {small[1]:,}",
@@ -273,11 +323,34 @@ def main(argv=None):
             "memory_ratio": old["peak_increase_mib"] / max(new["peak_increase_mib"], 1.0),
         },
     }
+    if baseline:
+        base_small, base_large, new_large = rows[2], rows[3], rows[4]
+        payload["baseline"] = {
+            "implementation": baseline,
+            "size": f"{large[0]:,} x {large[1]:,}",
+            "max_abs_difference": max(
+                _max_difference(base_small, new), _max_difference(base_large, new_large)
+            ),
+            "cpu_ratio": base_large["cpu_s"] / new_large["cpu_s"],
+            "wall_ratio": base_large["wall_s"] / new_large["wall_s"],
+            "memory_ratio": base_large["peak_increase_mib"]
+            / max(new_large["peak_increase_mib"], 1.0),
+        }
     write_json(out, payload)
     print(markdown(payload))
     print(f"wrote {out}")
-    if diff > 1e-12:
+    # Not to the bit: the current implementation groups the gallery's columns by class,
+    # and OpenBLAS rounds a float32 product differently by the column's place (and the
+    # row's place in the chunk), which reorders near-ties (seen: 4.7e-9 at 500 x 20k,
+    # 5.6e-17 at 2k x 50k). A wrong tie rule moves the metrics by ~1e-3.
+    if diff > 1e-6:
         raise SystemExit(f"previous and current metrics differ by {diff:.3g}")
+    if baseline and payload["baseline"]["max_abs_difference"] != 0.0:
+        raise SystemExit(f"{baseline} and current metrics differ")
+
+
+def _max_difference(a: dict, b: dict) -> float:
+    return max(abs(a["metrics"][k] - b["metrics"][k]) for k in a["metrics"])
 
 
 if __name__ == "__main__":

@@ -134,6 +134,69 @@ def test_self_retrieval_with_ties_matches_brute_force(rng, metric):
         assert other == results[0]
 
 
+def _sparse_gaussian(rng, n, dim=6):
+    """Rows with one non-zero Gaussian entry. Every similarity is then one rounded product
+    (or 0), so equal rows tie exactly in float32 whatever the BLAS: with dense rows,
+    OpenBLAS rounds a product differently by the column's place, and duplicates of a
+    dense gallery row do not tie exactly."""
+    x = np.zeros((n, dim), np.float32)
+    x[np.arange(n), rng.integers(dim, size=n)] = rng.standard_normal(n)
+    return x
+
+
+def _random_data(rng, kind, metric, n, q):
+    """Gallery and queries of random floats: `"gaussian"` (dense, no ties) or
+    `"sparse_ties"` (a third of the gallery duplicates other rows, queries repeat
+    gallery rows, and most similarities are 0; for dot / l2 a zero query ties
+    everything)."""
+    if kind == "gaussian":  # few dimensions: similarities spread, no float32 near-ties
+        return rng.standard_normal((n, 4), np.float32), rng.standard_normal((q, 4), np.float32)
+    g = _sparse_gaussian(rng, n)
+    g[rng.integers(n, size=n // 3)] = g[rng.integers(n, size=n // 3)]
+    queries = np.concatenate([_sparse_gaussian(rng, q - q // 3), g[rng.integers(n, size=q // 3)]])
+    if metric != "cosine":
+        queries[0] = 0.0
+    return g, queries
+
+
+def _assert_no_near_ties(q, g, metric):
+    """Float64 similarities of a row are exactly equal or further apart than twice the
+    sum of their float32 rounding bounds (`(D + 2) u sum_i |q_i g_i|`, `u = 2^-24`; l2
+    adds the squared norms): float32 rounding can then neither break nor make a tie, and
+    the float64 reference ranks as the float32 implementation does."""
+    q, g = np.asarray(q, np.float64), np.asarray(g, np.float64)
+    if metric == "cosine":
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        g = g / np.linalg.norm(g, axis=1, keepdims=True)
+    s = -((q[:, None, :] - g[None]) ** 2).sum(-1) if metric == "l2" else q @ g.T
+    size = np.abs(q) @ np.abs(g).T
+    if metric == "l2":
+        size = 2 * size + (g * g).sum(1) + (q * q).sum(1)[:, None]
+    err = (q.shape[1] + 2) * 2.0**-24 * size
+    for row, row_err in zip(s, err):
+        order = np.argsort(row)
+        gaps, errs = np.diff(row[order]), row_err[order]
+        assert np.all((gaps == 0) | (gaps > 2 * (errs[1:] + errs[:-1])))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "sparse_ties"])
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_random_floats_match_brute_force(rng, metric, kind):
+    """Random float data (not small integers), query-vs-gallery and leave-one-out, in
+    chunks of 7 queries: the same metrics as the full stable sort of the reference."""
+    ks = (1, 3, 20)
+    g, q = _random_data(rng, kind, metric, 60, 25)
+    gl = _labels(rng, 60, [20, 12, 10, 8, 5, 3, 1, 0, 1])
+    ql = _labels(rng, 25, [3, 3, 3, 3, 3, 3, 3, 2, 1])
+    _assert_no_near_ties(q, g, metric)
+    _assert_no_near_ties(g, g, metric)
+    ref = _brute_force(q, ql, g, gl, ks, metric, exclude_self=False)
+    assert ref["queries_without_relevant"] > 0
+    _assert_matches(ev.retrieval_metrics(q, ql, g, gl, ks=ks, metric=metric, batch_size=7), ref, ks)
+    ref = _brute_force(g, gl, g, gl, ks, metric, exclude_self=True)
+    _assert_matches(ev.retrieval_metrics(g, gl, ks=ks, metric=metric, batch_size=7), ref, ks)
+
+
 def test_ties_decide_the_metrics_here(rng):
     """The data of the tests above is tie-heavy enough that a ranking which broke ties
     the other way (later gallery item first) gives different metrics: the comparisons

@@ -21,14 +21,25 @@ How it is computed: every metric above is a function of the ranks `r_1 < ... < r
 a query's relevant items (`P(r_j) = j / r_j`; the first relevant rank gives precision@1,
 recall@k and the reciprocal rank), so no query's full ranking is built. The gallery is
 grouped by class (the relevant items of a query are one contiguous block of columns);
-per chunk of queries the similarities are computed once, a sorted copy of each row gives,
-by binary search, how many gallery items score strictly higher than each relevant item,
-and items with exactly the same score (common in float32 at 10^5 items) are counted by
-gallery position. The result equals a stable full sort of every row, ties included,
-in `O(N log N)` float32 work per query and `O(chunk * N)` memory. Similarities are the
+per chunk of queries the similarities are computed once (one float32 buffer); each
+thread copies one row at a time into its own scratch row and sorts it, and binary
+searches of the query's sorted relevant scores in it give how many gallery items score
+strictly higher than each relevant item. Items with exactly the same score (common in
+float32 at 10^5 items) are found in one pass over the row and counted by gallery
+position. The result equals a stable full sort of every row, ties included, in
+`O(N log N)` float32 work per query and `O(chunk * N)` memory. Similarities are the
 float32 products for `"cosine"` and `"dot"` (as before: converting them to float64
 changes no order) and float64 `2 q.g - |g|^2` for `"l2"` (the same values as the
 previous implementation, so the same ties).
+
+Why not a partial top-R selection (`np.argpartition`, `top_k`): MAP over the full
+ranking, and MRR and recall@k when a query's first relevant item lies beyond the top
+R, need the rank of every relevant item, which a top-R selection does not give. Placing
+R relevant scores among N needs about `N log R` comparisons; on NumPy the vectorised
+sort of the whole row (`N log N`) is still the cheapest way (measured on 200k float32
+scores and 2k relevant ones: sort 1.4-1.9 ms, `np.searchsorted` of the scores into the
+sorted relevant ones 17 ms, a 65k-bucket histogram with exact fix-up of shared buckets
+2.8 ms, `tf.sort` 29 ms; `np.partition` alone 0.4 ms).
 """
 
 from __future__ import annotations
@@ -46,9 +57,13 @@ from tfcontrast.evaluation._common import (
 )
 
 _OWNER = "retrieval_metrics"
-#: Bytes of one chunk's similarity matrix; the sorted copy doubles it. A chunk holds at
-#: most `batch_size` queries and fewer when the gallery is large (64 MiB is 83 queries
-#: against 200k float32 scores; matrix products at that size run at full speed).
+#: Bytes of one chunk's similarity matrix at 4 bytes per score, 8 for "l2" (the sizes of
+#: the rank-counting version before issue 23's second round): a chunk holds at most
+#: `batch_size` queries and fewer when the gallery is large (83 queries against 200k
+#: items for cosine and dot, 41 for l2). The chunk size is kept on purpose: OpenBLAS
+#: rounds a float32 product differently by the row's place in the chunk (about 5% of
+#: the products differ in the last bit between 83- and 167-row chunks), so a larger
+#: chunk, though ~25% cheaper in the product, would move MAP by ~1e-9.
 _CHUNK_BYTES = 64 * 2**20
 #: Per-query values, one column each (recall@k comes from the first relevant rank).
 _P1, _RP, _MAPR, _AP, _RR, _FIRST = range(6)
@@ -146,33 +161,21 @@ def retrieval_metrics(
     valid = np.zeros(q.shape[0], dtype=bool)
     # Reused for every chunk: fresh 64 MiB arrays cost page faults (system time).
     products = np.empty((chunk, g.shape[0]), dtype=np.float32)
-    scores = products if g_sq is None else np.empty(products.shape, dtype=np.float64)
-    ordered = np.empty_like(scores)
     workers = max(1, min(_threads(), chunk))
+    rankers = [
+        _RowRanker(q_cls, starts, perm, self_col, g_sq, values, valid) for _ in range(workers)
+    ]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for q0 in range(0, q.shape[0], chunk):
             m = min(chunk, q.shape[0] - q0)
             with np.errstate(over="ignore", invalid="ignore"):  # raised below, clearly
                 np.matmul(q[q0 : q0 + m], g.T, out=products[:m])
-                if g_sq is not None:
-                    np.multiply(products[:m], 2.0, out=scores[:m], dtype=np.float64)
-                    scores[:m] -= g_sq[None, :]
-            # Row blocks in threads: np.sort and np.searchsorted release the GIL.
+            # Row blocks in threads (np.sort and np.searchsorted release the GIL), one
+            # ranker per block: each owns its scratch rows.
             bounds = np.linspace(0, m, workers + 1).astype(int)
             jobs = [
-                pool.submit(
-                    _rank_rows,
-                    scores[a:b],
-                    ordered[a:b],
-                    np.arange(q0 + a, q0 + b),
-                    q_cls,
-                    starts,
-                    perm,
-                    self_col,
-                    values,
-                    valid,
-                )
-                for a, b in zip(bounds[:-1], bounds[1:])
+                pool.submit(ranker.rank, products[a:b], q0 + a)
+                for ranker, a, b in zip(rankers, bounds[:-1], bounds[1:])
                 if b > a
             ]
             for job in jobs:
@@ -214,48 +217,66 @@ def _group_by_class(q_lab: np.ndarray, g_lab: np.ndarray):
     return q_cls, perm, starts
 
 
-def _rank_rows(scores, ordered, queries, q_cls, starts, perm, self_col, values, valid) -> None:
-    """Writes the per-query values of `queries` (rows of `scores`, columns in `perm`
-    order) into `values` / `valid` (each row is written by one thread only); `ordered`
-    is scratch space of the shape of `scores`."""
-    n = scores.shape[1]
-    ordered[...] = scores
-    ordered.sort(axis=1)
-    if not (np.isfinite(ordered[:, 0]).all() and np.isfinite(ordered[:, -1]).all()):
-        raise ValueError(
-            f"{_OWNER}: a similarity is not finite (the embeddings overflow the "
-            f"product); rescale the embeddings."
-        )
-    for row, qi in enumerate(queries):
-        c = q_cls[qi]
-        if c < 0:
-            continue
-        a, b = starts[c], starts[c + 1]
-        rel = scores[row, a:b]
-        cols = np.arange(a, b)
+class _RowRanker:
+    """Per-query values from one row of similarities at a time (columns in `perm`
+    order); writes row `qi` of `values` / `valid` only. One ranker per thread: it owns
+    its scratch rows (the gallery's size, so they stay in the core's cache)."""
+
+    def __init__(self, q_cls, starts, perm, self_col, g_sq, values, valid):
+        n = perm.shape[0]
+        self.q_cls, self.starts, self.perm, self.self_col = q_cls, starts, perm, self_col
+        self.g_sq, self.values, self.valid = g_sq, values, valid
+        dtype = np.float32 if g_sq is None else np.float64
+        self.scores = None if g_sq is None else np.empty(n, np.float64)
+        self.ordered = np.empty(n, dtype)
+
+    def rank(self, products: np.ndarray, q0: int) -> None:
+        for row, qi in enumerate(range(q0, q0 + products.shape[0])):
+            scores = products[row]
+            if self.g_sq is not None:  # float64 2 q.g - |g|^2
+                scores = self.scores
+                with np.errstate(over="ignore", invalid="ignore"):
+                    np.multiply(products[row], 2.0, out=scores, dtype=np.float64)
+                    scores -= self.g_sq
+            c = self.q_cls[qi]
+            if c < 0:  # nothing relevant: only the check below
+                if not np.isfinite(scores).all():
+                    _raise_not_finite()
+                continue
+            self.ordered[...] = scores
+            self.ordered.sort()  # NaN sorts last
+            if not (np.isfinite(self.ordered[0]) and np.isfinite(self.ordered[-1])):
+                _raise_not_finite()
+            self._rank_row(scores, qi, c)
+
+    def _rank_row(self, scores: np.ndarray, qi: int, c: int) -> None:
+        n = scores.shape[0]
+        a, b = self.starts[c], self.starts[c + 1]
+        rel = scores[a:b]
         own = None  # the query's own column, skipped
-        if self_col is not None:
-            own = self_col[qi]
-            keep = cols != own
-            rel, cols = rel[keep], cols[keep]
+        if self.self_col is not None:
+            own = self.self_col[qi]
+            if a <= own < b:
+                rel = np.delete(rel, own - a)
         if rel.size == 0:
-            continue
-        srow = ordered[row]
-        hi = np.searchsorted(srow, rel, side="right")
+            return
+        # Sorted keys: the binary searches walk the sorted row in one direction.
+        rel = np.sort(rel)
+        hi = np.searchsorted(self.ordered, rel, side="right")
         above = n - hi  # items scoring strictly higher
-        # hi - 1 holds the item's own value; another copy below it is a tie.
-        tied = srow[np.maximum(hi - 2, 0)] == rel
-        tied &= hi >= 2
         if own is not None:
-            above -= scores[row, own] > rel
+            above -= scores[own] > rel
+        # hi - 1 holds the item's own value; another copy below it is a tie.
+        tied = self.ordered[np.maximum(hi - 2, 0)] == rel
+        tied &= hi >= 2
         if tied.any():
-            above[tied] += _equal_before(scores[row], rel[tied], perm[cols[tied]], perm, own)
+            _add_equal_before(above, rel, np.unique(rel[tied]), scores, a, b, self.perm, own)
         ranks = np.sort(above) + 1  # distinct: every item has its own place
         r = ranks.size
         prec = np.arange(1, r + 1, dtype=np.float64) / ranks
         within_r = int(np.searchsorted(ranks, r, side="right"))
         first = int(ranks[0])
-        values[qi] = (
+        self.values[qi] = (
             float(first == 1),
             within_r / r,
             float(prec[:within_r].sum()) / r,
@@ -263,20 +284,33 @@ def _rank_rows(scores, ordered, queries, q_cls, starts, perm, self_col, values, 
             1.0 / first,
             first,
         )
-        valid[qi] = True
+        self.valid[qi] = True
 
 
-def _equal_before(row, tied_values, tied_items, perm, own) -> np.ndarray:
-    """For each relevant item (gallery position `tied_items[j]`, score
-    `tied_values[j]`): how many other items with exactly that score sit earlier in the
-    gallery, i.e. rank above it in a stable sort. The query's own column `own` is not
-    counted."""
-    out = np.zeros(tied_values.shape[0], dtype=np.int64)
-    for value in np.unique(tied_values):
-        cols = np.flatnonzero(row == value)
-        if own is not None:
-            cols = cols[cols != own]
-        earlier = np.sort(perm[cols])
-        pick = tied_values == value
-        out[pick] = np.searchsorted(earlier, tied_items[pick], side="left")
-    return out
+def _raise_not_finite():
+    raise ValueError(
+        f"{_OWNER}: a similarity is not finite (the embeddings overflow the "
+        f"product); rescale the embeddings."
+    )
+
+
+def _add_equal_before(above, rel, tied_values, row, a, b, perm, own) -> None:
+    """Adds to `above` (one entry per relevant item, in the order of the sorted scores
+    `rel`) the items with exactly the same score that sit earlier in the gallery, i.e.
+    rank above it in a stable sort; the query's own column `own` is not counted. One
+    pass over the row finds every tied item."""
+    same = row == tied_values[0]
+    for value in tied_values[1:]:
+        same |= row == value
+    cols = np.flatnonzero(same)
+    if own is not None:
+        cols = cols[cols != own]
+    at = row[cols]
+    for value in tied_values:
+        items = cols[at == value]  # columns ascending; relevant ones in [a, b)
+        relevant = items[(items >= a) & (items < b)]
+        earlier = np.searchsorted(np.sort(perm[items]), perm[relevant], side="left")
+        # Equal scores share one slot range of `rel` and the same count above; which
+        # of them gets which tie count does not matter: the ranks are sorted.
+        first = np.searchsorted(rel, value, side="left")
+        above[first : first + relevant.size] += earlier
