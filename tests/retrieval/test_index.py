@@ -1,10 +1,11 @@
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
 
-from tfcontrast.retrieval import Index
+from tfcontrast.retrieval import Index, backends
 
 
 def _brute(queries, base, k, metric):
@@ -166,6 +167,159 @@ def test_faiss_backend_matches_exact(rng, metric, tmp_path):
     assert loaded.backend == "faiss"
     np.testing.assert_array_equal(loaded.search(queries, k=6).indices, b.indices)
     np.testing.assert_allclose(loaded.embeddings, fast.embeddings)
+
+
+class _NumpyFaiss:
+    """A NumPy stand-in for the few FAISS calls `backends.FaissBackend` makes (a "Flat"
+    index: squared L2 distances or inner products, best first). It checks tfcontrast's
+    side of the contract where faiss-cpu is not installed; the real library runs in
+    `test_faiss_backend_matches_exact` where it is."""
+
+    METRIC_INNER_PRODUCT, METRIC_L2 = 0, 1
+
+    class IndexFlat:
+        def __init__(self, d, metric):
+            self.d, self.metric, self.is_trained = d, metric, True
+            self.rows = np.zeros((0, d), np.float32)
+
+        @property
+        def ntotal(self):
+            return self.rows.shape[0]
+
+        def train(self, x):  # pragma: no cover - a Flat index needs no training
+            raise AssertionError("a Flat index is never trained")
+
+        def add(self, x):
+            assert x.dtype == np.float32 and x.shape[1] == self.d
+            self.rows = np.concatenate([self.rows, x])
+
+        def search(self, q, k):
+            if self.metric == _NumpyFaiss.METRIC_L2:
+                d = ((q[:, None, :] - self.rows[None]) ** 2).sum(-1)
+            else:
+                d = -(q @ self.rows.T)
+            idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+            scores = np.take_along_axis(d, idx, axis=1)
+            return (scores if self.metric == _NumpyFaiss.METRIC_L2 else -scores), idx
+
+        def reconstruct_n(self, start, n):
+            return self.rows[start : start + n]
+
+    @classmethod
+    def index_factory(cls, d, description, metric):
+        assert description == "Flat"
+        return cls.IndexFlat(d, metric)
+
+    @staticmethod
+    def serialize_index(index):
+        header = np.array([index.metric, index.d], np.float32)
+        return np.concatenate([header, index.rows.ravel()]).view(np.uint8)
+
+    @classmethod
+    def deserialize_index(cls, data):
+        values = data.view(np.float32)
+        index = cls.IndexFlat(int(values[1]), int(values[0]))
+        index.rows = values[2:].reshape(-1, index.d).copy()
+        return index
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+def test_faiss_backend_against_a_numpy_stand_in(rng, metric, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", _NumpyFaiss)
+    base = rng.standard_normal((60, 5)).astype("float32")
+    queries = rng.standard_normal((7, 5)).astype("float32")
+    exact = Index(metric=metric).add(base, labels=np.arange(60) % 4)
+    fast = Index(metric=metric, backend="faiss").add(base[:25], labels=np.arange(25) % 4)
+    fast.add(base[25:], labels=np.arange(25, 60) % 4)
+    a, b = exact.search(queries, k=4), fast.search(queries, k=4)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)  # l2: distances
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(fast.embeddings, exact.embeddings)
+    with pytest.raises(ValueError, match="backend='exact'"):
+        fast.search(base, k=2, exclude_self=True)
+    path = fast.save(str(tmp_path / "idx"))
+    assert sorted(np.load(os.path.join(path, "arrays.npz")).files) == ["faiss_index", "labels"]
+    loaded = Index.load(path)
+    assert loaded.backend == "faiss" and len(loaded) == 60
+    np.testing.assert_array_equal(loaded.search(queries, k=4).indices, b.indices)
+    _rewrite_meta(path, size=61)
+    with pytest.raises(ValueError, match=r"arrays\.npz.*FAISS index of 60 rows.*size=61"):
+        Index.load(path)
+    empty = Index(metric=metric, backend="faiss")
+    assert empty.embeddings.shape == (0, 0)
+    assert Index.load(empty.save(str(tmp_path / "empty"))).size == 0
+
+
+def test_a_backend_is_one_class_in_the_registry(rng, tmp_path, monkeypatch):
+    """`Index` reaches its backend only through the `Backend` interface: a new class in
+    the registry is a working backend, saved and loaded by name."""
+    calls = []
+
+    class Recording(backends.ExactBackend):
+        name = "recording"
+
+        def add(self, x):
+            calls.append("add")
+            super().add(x)
+
+        def search(self, queries, k, exclude):
+            calls.append("search")
+            return super().search(queries, k, exclude)
+
+    monkeypatch.setitem(backends._REGISTRY, "recording", Recording)
+    base = rng.standard_normal((20, 3)).astype("float32")
+    index = Index(metric="l2", backend="recording", index_batch_size=6).add(base)
+    np.testing.assert_array_equal(index.search(base[:3], k=1).indices[:, 0], [0, 1, 2])
+    loaded = Index.load(index.save(str(tmp_path / "idx")))
+    assert isinstance(loaded._backend, Recording) and loaded.index_batch_size == 6
+    loaded.search(base[:1], k=1)
+    assert calls == ["add", "search", "search"]
+    assert backends.names() == ["exact", "faiss", "recording"]
+
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+@pytest.mark.parametrize(
+    "metric, indices, scores",
+    [
+        (
+            "cosine",
+            [[0, 7, 5], [1, 6, 8], [2, 9, 4], [10, 3, 8]],
+            [
+                [0.998802, 0.9815, 0.87322],
+                [0.994698, 0.99045, 0.982536],
+                [0.995612, 0.987662, 0.100987],
+                [0.990285, 0.971347, 0.896831],
+            ],
+        ),
+        (
+            "l2",
+            [[0, 7, 5], [1, 8, 6], [2, 9, 3], [3, 10, 1]],
+            [
+                [0.433013, 0.71807, 1.736556],
+                [0.433013, 0.71807, 1.736556],
+                [0.433013, 0.71807, 5.821566],
+                [0.433013, 0.71807, 1.172604],
+            ],
+        ),
+    ],
+)
+def test_loads_an_index_saved_before_the_backend_objects(metric, indices, scores):
+    """tests/retrieval/data/index_v1_*: written by tfcontrast at 403f63d (12 rows of
+    dimension 3, string labels, payloads, a threshold); searched then for these results."""
+    index = Index.load(os.path.join(DATA, f"index_v1_{metric}"))
+    assert (index.metric, index.backend, len(index), index.dim) == (metric, "exact", 12, 3)
+    assert (index.query_batch_size, index.index_batch_size) == (5, 4)
+    assert index.threshold == (0.5 if metric == "cosine" else 2.0)
+    x = (np.arange(36, dtype=np.float32).reshape(12, 3) % 7) - 3.0
+    x[:, 2] += np.arange(12) / 8.0
+    res = index.search(x[:4] + 0.25, k=3)
+    np.testing.assert_array_equal(res.indices, indices)
+    np.testing.assert_allclose(res.scores, scores, atol=2e-6)
+    np.testing.assert_array_equal(res.labels, np.array([f"c{i % 3}" for i in range(12)])[indices])
+    assert res.payloads[3] == [{"id": i} for i in indices[3]]
 
 
 # ----------------------------------------------------------------------------- load checks

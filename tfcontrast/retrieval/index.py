@@ -8,6 +8,9 @@ merged chunk by chunk, so peak memory is about
 `"faiss"` backend (optional dependency `faiss-cpu`) wraps a FAISS index with the same
 API; its default factory string `"Flat"` is exact too, and other factory strings
 (e.g. `"HNSW32"`, `"IVF1024,Flat"`) give approximate search for large collections.
+Each backend is an object of `tfcontrast.retrieval.backends`, chosen once when the
+index is built or loaded; this module checks inputs, keeps labels, payloads and the
+match threshold, and reads and writes the files.
 
 Scores returned by `search`:
 
@@ -50,6 +53,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from tfcontrast._normalization import l2_normalize_numpy
+from tfcontrast.retrieval import backends
+from tfcontrast.retrieval.backends import check_finite
+from tfcontrast.retrieval.backends import exact_search as exact_search  # knn imports it here
 from tfcontrast.retrieval.calibration import (
     CalibrationResult,
     MatchResult,
@@ -61,7 +67,6 @@ from tfcontrast.retrieval.calibration import (
 )
 
 _METRICS = ("cosine", "l2", "dot")
-_BACKENDS = ("exact", "faiss")
 _FORMAT_VERSION = 1
 
 
@@ -101,86 +106,8 @@ def _as_matrix(x, name: str) -> np.ndarray:
         raise ValueError(f"`{name}` must be numeric; received dtype {arr.dtype}.")
     with np.errstate(over="ignore"):  # values beyond float32 become inf, refused below
         arr = np.ascontiguousarray(arr, dtype=np.float32)
-    _check_finite(arr, f"`{name}`")
+    check_finite(arr, f"`{name}`")
     return arr
-
-
-def _check_finite(x: np.ndarray, what: str) -> None:
-    """Refuses NaN / inf rows: they would take top-k slots or give NaN scores."""
-    bad = ~np.isfinite(x)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        raise ValueError(
-            f"{what} has non-finite values (NaN or inf) in {rows.size} row(s), the first "
-            f"in row {rows[0]}; they cannot be ranked: remove or fix them (float32 holds "
-            "magnitudes up to 3.4e38)."
-        )
-
-
-def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (largest) of every row, unsorted: returns (values, column indices)."""
-    if k >= scores.shape[1]:
-        cols = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-        return scores, np.array(cols)
-    cols = np.argpartition(scores, -k, axis=1)[:, -k:]
-    return np.take_along_axis(scores, cols, axis=1), cols
-
-
-def exact_search(
-    queries: np.ndarray,
-    base: np.ndarray,
-    k: int,
-    metric: str = "cosine",
-    query_batch_size: int = 512,
-    index_batch_size: int = 8192,
-    exclude: np.ndarray | None = None,
-    base_sq_norms: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k of `queries` against `base` with bounded memory.
-
-    Queries and `base` must already be float32 and, for cosine, L2-normalised. Returns
-    `(scores, indices)` sorted best first, scores as documented in the module (for
-    `l2`, Euclidean distances). With `exclude` (`(Q,)` ints), query `i` never returns
-    base row `exclude[i]` (negative: nothing excluded), e.g. `exclude=np.arange(Q)` for
-    leave-one-out on a set searched against itself.
-    """
-    num_q, n = queries.shape[0], base.shape[0]
-    out_scores = np.empty((num_q, k), dtype=np.float32)
-    out_idx = np.empty((num_q, k), dtype=np.int64)
-    if metric == "l2" and base_sq_norms is None:
-        base_sq_norms = np.sum(base * base, axis=1)
-    for q0 in range(0, num_q, query_batch_size):
-        q = queries[q0 : q0 + query_batch_size]
-        run_s = np.full((q.shape[0], 0), -np.inf, dtype=np.float32)
-        run_i = np.zeros((q.shape[0], 0), dtype=np.int64)
-        for b0 in range(0, n, index_batch_size):
-            b = base[b0 : b0 + index_batch_size]
-            s = q @ b.T
-            if metric == "l2":
-                # Ranking by 2 q.b - |b|^2 is ranking by -|q - b|^2 (|q|^2 is constant).
-                s *= 2.0
-                s -= base_sq_norms[b0 : b0 + b.shape[0]][None, :]
-            if exclude is not None:
-                rows = np.arange(q.shape[0])
-                cols = exclude[q0 : q0 + q.shape[0]] - b0
-                ok = (cols >= 0) & (cols < b.shape[0]) & (cols + b0 >= 0)
-                s[rows[ok], cols[ok]] = -np.inf
-            vals, cols = _top_k_rows(s, min(k, s.shape[1]))
-            run_s = np.concatenate([run_s, vals], axis=1)
-            run_i = np.concatenate([run_i, cols + b0], axis=1)
-            if run_s.shape[1] > k:
-                run_s, pos = _top_k_rows(run_s, k)
-                run_i = np.take_along_axis(run_i, pos, axis=1)
-        # Sort best first; ties broken by smaller index for reproducibility.
-        order = np.lexsort((run_i, -run_s), axis=1)
-        run_s = np.take_along_axis(run_s, order, axis=1)
-        run_i = np.take_along_axis(run_i, order, axis=1)
-        if metric == "l2":
-            q_sq = np.sum(q * q, axis=1, keepdims=True)
-            run_s = np.sqrt(np.maximum(q_sq - run_s, 0.0))
-        out_scores[q0 : q0 + q.shape[0]] = run_s
-        out_idx[q0 : q0 + q.shape[0]] = run_i
-    return out_scores, out_idx
 
 
 def _check_payloads(payloads, n: int) -> list[Any]:
@@ -198,15 +125,9 @@ def _check_payloads(payloads, n: int) -> list[Any]:
     return payloads
 
 
-def _import_faiss():
-    try:
-        import faiss
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "Index(backend='faiss') needs the optional dependency faiss-cpu: "
-            "`pip install faiss-cpu` (or use backend='exact')."
-        ) from err
-    return faiss
+def _setting(name: str, doc: str) -> property:
+    """A read-only `Index` attribute backed by its config."""
+    return property(lambda index: index._config[name], doc=doc)
 
 
 class Index:
@@ -245,35 +166,37 @@ class Index:
             raise ValueError(
                 f"Index: `metric` must be one of {list(_METRICS)}; received {metric!r}."
             )
-        if backend not in _BACKENDS:
-            raise ValueError(
-                f"Index: `backend` must be one of {list(_BACKENDS)}; received {backend!r}."
-            )
+        backend_class = backends.get(backend)
         for name, value in (
             ("query_batch_size", query_batch_size),
             ("index_batch_size", index_batch_size),
         ):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Index: `{name}` must be a positive int; received {value!r}.")
-        self.metric = metric
-        self.backend = backend
-        self.query_batch_size = int(query_batch_size)
-        self.index_batch_size = int(index_batch_size)
-        self.faiss_factory = faiss_factory
+        self._config = {
+            "metric": metric,
+            "backend": backend,
+            "query_batch_size": int(query_batch_size),
+            "index_batch_size": int(index_batch_size),
+            "faiss_factory": faiss_factory,
+        }
+        # The one place that depends on the backend's name (faiss: imported here).
+        self._backend = backend_class.from_config(self._config)
         self.dim: int | None = None
-        self._chunks: list[np.ndarray] = []  # exact backend; concatenated lazily
-        self._base: np.ndarray | None = None
-        self._sq_norms: np.ndarray | None = None
-        self._faiss = None
         self._size = 0
         self._labels: list[np.ndarray] | None = None
         self._payloads: list[Any] | None = None
         self._threshold: float | None = None
         self.calibration: dict[str, Any] | None = None  # CalibrationResult.summary()
-        if backend == "faiss":
-            _import_faiss()
 
     # ------------------------------------------------------------------ properties
+    # The configuration is read-only: the backend was built from it.
+    metric = _setting("metric", '`"cosine"`, `"l2"` or `"dot"`.')
+    backend = _setting("backend", 'The backend\'s name, `"exact"` or `"faiss"`.')
+    query_batch_size = _setting("query_batch_size", "Queries per chunk (exact backend).")
+    index_batch_size = _setting("index_batch_size", "Index rows per chunk (exact backend).")
+    faiss_factory = _setting("faiss_factory", "FAISS `index_factory` string (faiss backend).")
+
     @property
     def higher_is_closer(self) -> bool:
         """`True` for cosine / dot (scores are similarities), `False` for l2."""
@@ -318,23 +241,7 @@ class Index:
     @property
     def embeddings(self) -> np.ndarray:
         """The stored vectors `(N, D)` (L2-normalised for cosine)."""
-        if self.backend == "faiss":
-            if self._faiss is None:
-                return np.zeros((0, self.dim or 0), np.float32)
-            return self._faiss.reconstruct_n(0, self._faiss.ntotal)
-        return self._matrix()
-
-    def _matrix(self) -> np.ndarray:
-        if self._chunks:
-            parts = ([self._base] if self._base is not None else []) + self._chunks
-            self._base = np.ascontiguousarray(np.concatenate(parts, axis=0))
-            self._chunks = []
-            self._sq_norms = (
-                np.sum(self._base * self._base, axis=1) if self.metric == "l2" else None
-            )
-        if self._base is None:
-            return np.zeros((0, self.dim or 0), np.float32)
-        return self._base
+        return self._backend.vectors(self.dim or 0)
 
     # ------------------------------------------------------------------ add / search
     def add(self, embeddings, labels=None, payloads=None) -> Index:
@@ -382,25 +289,13 @@ class Index:
 
         if self.metric == "cosine":
             x = l2_normalize_numpy(x)
-        if self.backend == "faiss":
-            self._faiss_add(x)
-        else:
-            self._chunks.append(x)
+        self._backend.add(x)
         if labels is not None:
             self._labels = (self._labels or []) + [lab]
         if payloads is not None:
             self._payloads = (self._payloads or []) + payloads
         self._size += n
         return self
-
-    def _faiss_add(self, x: np.ndarray) -> None:
-        faiss = _import_faiss()
-        if self._faiss is None:
-            faiss_metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
-            self._faiss = faiss.index_factory(self.dim, self.faiss_factory, faiss_metric)
-        if not self._faiss.is_trained:
-            self._faiss.train(x)
-        self._faiss.add(x)
 
     def search(
         self, queries, k: int = 10, exclude_self: bool = False, exclude_ids=None
@@ -455,28 +350,7 @@ class Index:
         k = int(k)
         if self.metric == "cosine":
             q = l2_normalize_numpy(q)
-        if self.backend == "faiss":
-            if excluding:
-                raise ValueError(
-                    "Index.search: `exclude_self` / `exclude_ids` need backend='exact'."
-                )
-            scores, idx = self._faiss.search(q, k)
-            scores = scores.astype(np.float32)
-            if self.metric == "l2":  # FAISS returns squared distances.
-                scores = np.sqrt(np.maximum(scores, 0.0))
-            idx = idx.astype(np.int64)
-        else:
-            base = self._matrix()
-            scores, idx = exact_search(
-                q,
-                base,
-                k,
-                self.metric,
-                self.query_batch_size,
-                self.index_batch_size,
-                exclude=exclude_ids,
-                base_sq_norms=self._sq_norms,
-            )
+        scores, idx = self._backend.search(q, k, exclude_ids)
         labels = self.labels
         nb_labels = labels[np.maximum(idx, 0)] if labels is not None else None
         nb_payloads = None
@@ -603,13 +477,7 @@ class Index:
 
     # ------------------------------------------------------------------ save / load
     def get_config(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "backend": self.backend,
-            "query_batch_size": self.query_batch_size,
-            "index_batch_size": self.index_batch_size,
-            "faiss_factory": self.faiss_factory,
-        }
+        return dict(self._config)
 
     def save(self, path: str) -> str:
         """Saves to `path`: `index.json` (config, payloads, threshold) + `arrays.npz`.
@@ -618,13 +486,7 @@ class Index:
         payloads to JSON. Returns `path`.
         """
         os.makedirs(path, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {}
-        if self.backend == "faiss":
-            if self._faiss is not None:
-                faiss = _import_faiss()
-                arrays["faiss_index"] = faiss.serialize_index(self._faiss)
-        else:
-            arrays["embeddings"] = self._matrix()
+        arrays = self._backend.arrays(self.dim or 0)
         labels = self.labels
         if labels is not None:
             arrays["labels"] = labels
@@ -662,14 +524,10 @@ class Index:
         except (TypeError, ValueError) as err:
             raise ValueError(f"Index.load: {meta_path} has an invalid `config`: {err}") from err
         index.dim, index._size = meta["dim"], meta["size"]
-        arrays = _read_arrays(os.path.join(path, "arrays.npz"))
-        _check_arrays(arrays, meta, index.backend, os.path.join(path, "arrays.npz"))
-        if index.backend == "faiss":
-            if "faiss_index" in arrays:
-                index._faiss = _import_faiss().deserialize_index(arrays["faiss_index"])
-                _check_faiss(index._faiss, meta, os.path.join(path, "arrays.npz"))
-        elif index._size:
-            index._chunks = [np.ascontiguousarray(arrays["embeddings"], dtype=np.float32)]
+        npz_path = os.path.join(path, "arrays.npz")
+        arrays = _read_arrays(npz_path)
+        index._backend.restore(arrays, meta["size"], meta["dim"], npz_path)
+        _check_labels(arrays, meta, npz_path)
         if meta["has_labels"]:
             index._labels = [arrays["labels"]]
         index._payloads = meta["payloads"]
@@ -751,34 +609,9 @@ def _read_arrays(npz_path: str) -> dict[str, np.ndarray]:
         ) from err
 
 
-def _check_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any], backend: str, npz_path: str):
-    """Stored rows and labels must agree with the size and dimension in index.json."""
-    size, dim = meta["size"], meta["dim"]
-    if backend == "faiss" and size and "faiss_index" not in arrays:
-        raise ValueError(
-            f"Index.load: {npz_path} has no `faiss_index` array; index.json records size={size}."
-        )
-    if backend != "faiss" and size:
-        emb = arrays.get("embeddings")
-        if emb is None:
-            raise ValueError(
-                f"Index.load: {npz_path} has no `embeddings` array; index.json records size={size}."
-            )
-        if emb.ndim != 2 or emb.shape[0] != size:
-            raise ValueError(
-                f"Index.load: {npz_path} stores {emb.shape[0] if emb.ndim else 0} rows "
-                f"(shape {emb.shape}) but index.json records size={size}."
-            )
-        if emb.shape[1] != dim:
-            raise ValueError(
-                f"Index.load: {npz_path} stores embeddings of dimension {emb.shape[1]} but "
-                f"index.json records dim={dim}."
-            )
-        if not np.issubdtype(emb.dtype, np.floating):
-            raise ValueError(
-                f"Index.load: {npz_path}: `embeddings` must be floats; found {emb.dtype}."
-            )
-        _check_finite(emb, f"Index.load: {npz_path}: `embeddings`")
+def _check_labels(arrays: dict[str, np.ndarray], meta: dict[str, Any], npz_path: str):
+    """Stored labels must agree with the size in index.json."""
+    size = meta["size"]
     if meta["has_labels"]:
         labels = arrays.get("labels")
         if labels is None:
@@ -790,12 +623,3 @@ def _check_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any], backend: 
                 f"Index.load: {npz_path} stores {labels.size} labels (shape {labels.shape}) "
                 f"but index.json records size={size}."
             )
-
-
-def _check_faiss(faiss_index, meta: dict[str, Any], npz_path: str) -> None:
-    if faiss_index.ntotal != meta["size"] or faiss_index.d != meta["dim"]:
-        raise ValueError(
-            f"Index.load: {npz_path} holds a FAISS index of {faiss_index.ntotal} rows of "
-            f"dimension {faiss_index.d} but index.json records size={meta['size']}, "
-            f"dim={meta['dim']}."
-        )
