@@ -115,18 +115,31 @@ def similarity(name: str, a, b=None) -> np.ndarray:
 
 
 # -- label sets ---------------------------------------------------------------------
+def same_label(a, b) -> bool:
+    """Integer labels: equal; multi-hot rows: at least one label in common."""
+    if np.ndim(a):
+        return bool(np.any(np.logical_and(a, b)))
+    return a == b
+
+
 def positives_of(labels, i, ref_labels=None, exclude_self=True):
     ref_labels = labels if ref_labels is None else ref_labels
     return [
         j
         for j in range(len(ref_labels))
-        if ref_labels[j] == labels[i] and not (exclude_self and j == i)
+        if same_label(ref_labels[j], labels[i]) and not (exclude_self and j == i)
     ]
 
 
 def negatives_of(labels, i, ref_labels=None):
-    ref_labels = labels if ref_labels is None else ref_labels
-    return [j for j in range(len(ref_labels)) if ref_labels[j] != labels[i]]
+    """References with no label in common with anchor `i` (never the anchor itself)."""
+    own = ref_labels is None
+    ref_labels = labels if own else ref_labels
+    return [
+        j
+        for j in range(len(ref_labels))
+        if not same_label(ref_labels[j], labels[i]) and not (own and j == i)
+    ]
 
 
 # -- mining ---------------------------------------------------------------------------

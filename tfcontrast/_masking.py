@@ -33,17 +33,29 @@ def others_mask(batch, num_refs, offset):
 def pair_masks(labels, ref_labels, offset=0):
     """Positive and negative masks `(B, M)` as float32.
 
-    Positive: same label, not the anchor itself (anchor `i` is reference `offset + i`;
-    `offset=None` when anchors and references are disjoint). Negative: different label.
+    Labels are integer classes `(B,)` / `(M,)`, or multi-hot rows `(B, C)` / `(M, C)`
+    (multi-label data: an example may belong to several classes, or none).
+
+    Positive: same label (multi-hot: at least one label in common), not the anchor itself
+    (anchor `i` is reference `offset + i`; `offset=None` when anchors and references are
+    disjoint). Negative: different label (multi-hot: no label in common), not the anchor
+    itself.
     """
-    same = ops.equal(labels[:, None], ref_labels[None, :])
-    if offset is None:
-        positive = ops.cast(same, "float32")
+    if len(labels.shape) == 2:
+        shared = ops.matmul(
+            ops.cast(labels, "float32"), ops.transpose(ops.cast(ref_labels, "float32"))
+        )
+        same = ops.greater(shared, 0.0)
     else:
-        is_self = self_mask(ops.shape(labels)[0], ops.shape(ref_labels)[0], offset)
-        positive = ops.cast(ops.logical_and(same, ops.logical_not(is_self)), "float32")
-    negative = ops.cast(ops.logical_not(same), "float32")
-    return positive, negative
+        same = ops.equal(labels[:, None], ref_labels[None, :])
+    different = ops.logical_not(same)
+    if offset is not None:
+        not_self = ops.logical_not(
+            self_mask(ops.shape(labels)[0], ops.shape(ref_labels)[0], offset)
+        )
+        same = ops.logical_and(same, not_self)
+        different = ops.logical_and(different, not_self)
+    return ops.cast(same, "float32"), ops.cast(different, "float32")
 
 
 def _as_bool(mask):

@@ -16,6 +16,7 @@ Two bases cover all losses:
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfcontrast import _keras_compat
@@ -45,6 +46,8 @@ class ContrastiveLossBase(keras.losses.Loss):
 
     labels = "required"
     embedding_ranks: tuple[int, ...] = (2,)
+    # Whether `y_true` may also be multi-hot `(B, C)` (multi-label data).
+    multi_label = False
 
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
         # Losses always compute in float32: logits, log-softmax and exponentials of
@@ -79,6 +82,13 @@ class ContrastiveLossBase(keras.losses.Loss):
                     "(batch,)) is required; received None."
                 )
             return None
+        multi_hot = self.multi_label and len(getattr(y_true, "shape", ())) == 2
+        multi_hot = multi_hot and y_true.shape[-1] != 1
+        if multi_hot and isinstance(y_true, np.ndarray) and not np.isin(y_true, (0, 1)).all():
+            raise ValueError(
+                f"{type(self).__name__}: multi-hot `y_true` of shape (batch, classes) must "
+                "hold 0 or 1."
+            )
         y_true = ops.convert_to_tensor(y_true)
         if not _is_integer_dtype(y_true.dtype):
             raise ValueError(
@@ -88,9 +98,10 @@ class ContrastiveLossBase(keras.losses.Loss):
             )
         if len(y_true.shape) == 2 and y_true.shape[-1] == 1:
             y_true = ops.squeeze(y_true, axis=-1)
-        if len(y_true.shape) != 1:
+        if len(y_true.shape) != 1 and not multi_hot:
+            also = " or (batch, classes) multi-hot" if self.multi_label else ""
             raise ValueError(
-                f"{type(self).__name__}: `y_true` must have shape (batch,); received "
+                f"{type(self).__name__}: `y_true` must have shape (batch,){also}; received "
                 f"shape {tuple(y_true.shape)}."
             )
         batch_t, batch_p = y_true.shape[0], y_pred.shape[0]

@@ -21,7 +21,13 @@ class MiningLoss(MetricLoss):
 
     `mine` returns the anchor-to-reference distances (smaller is closer) together with
     the miner's result, or with all valid pairs when there is no miner.
+
+    Labels may be integer classes `(B,)` or multi-hot rows `(B, C)` (multi-label data):
+    two examples are then positives when they share at least one label, negatives when
+    they share none (`tfcontrast._masking.pair_masks`).
     """
+
+    multi_label = True
 
     def __init__(self, distance="cosine", miner=None, **kwargs):
         super().__init__(distance=distance, **kwargs)
