@@ -205,7 +205,9 @@ def main(argv=None):
                 **scores(emb[0], y, emb[1], y_eval),
             }
             if recipe.online_probe:  # the online probe on the clean backbone features
-                features = embed(model, recipe, x_eval, "backbone")
+                features = emb[1] if recipe.serve == "backbone" else embed(
+                    model, recipe, x_eval, "backbone"
+                )
                 logits = keras.ops.convert_to_numpy(model.online_probe(features))
                 record["online_probe"] = float(np.mean(logits.argmax(1) == y_eval))
             if args.split == "val":  # for the serve choice

@@ -417,7 +417,7 @@ class ContrastiveModel(keras.Model):
             )
         labels = None
         if y is not None:
-            labels = ops.cast(ops.reshape(y, (-1,)), "int32")
+            labels = self._flat_labels(y)
         elif self.algorithm.needs_labels:
             raise ValueError(
                 f"ContrastiveModel: algorithm {self.algorithm.name!r} needs labels; call "
@@ -439,13 +439,18 @@ class ContrastiveModel(keras.Model):
         return loss
 
     @staticmethod
+    def _flat_labels(y):
+        """The labels `fit` passes, as int32 `(B,)`."""
+        return ops.cast(ops.reshape(y, (-1,)), "int32")
+
+    @staticmethod
     def _labels_per_view(labels, logits):
         """`labels` `(B,)` repeated for each view of `logits` `(B, V, C)`: `(B, V)`."""
         return ops.repeat(ops.expand_dims(labels, 1), logits.shape[1], axis=1)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if y is not None and isinstance(y_pred, dict) and "probe_logits" in y_pred:
-            labels = ops.cast(ops.reshape(y, (-1,)), "int32")
+            labels = self._flat_labels(y)
             logits = y_pred["probe_logits"]
             self.online_probe_accuracy.update_state(self._labels_per_view(labels, logits), logits)
         return super().compute_metrics(x, y, y_pred, sample_weight)
