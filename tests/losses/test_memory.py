@@ -167,8 +167,8 @@ def test_memory_is_a_memory_queue(rng):
     xbm(labels, x)  # 4 + 5 rows through 6 slots: wrapped
     assert int(xbm.memory_count.numpy()) == 6 and int(xbm.memory_pointer.numpy()) == 3
     mem_labels, mem_x = xbm.memory()
-    np.testing.assert_array_equal(mem_labels.numpy()[[4, 5, 0, 1, 2]], labels)
-    np.testing.assert_allclose(mem_x.numpy()[[4, 5, 0, 1, 2]], x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(mem_labels)[[4, 5, 0, 1, 2]], labels)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(mem_x)[[4, 5, 0, 1, 2]], x)
 
 
 def test_serialization_round_trip(rng):
