@@ -175,6 +175,22 @@ def test_zero_margins_are_the_normalized_softmax(rng):
     np.testing.assert_allclose(sub, one_center, rtol=1e-5)
 
 
+def test_subcenter_gradients_match_arcface_and_split_between_tied_centres(rng):
+    # K identical sub-centres: the embedding gradient is ArcFace's, and each sub-centre
+    # gets 1/K of ArcFace's proxy gradient (the max's gradient splits between ties).
+    x, w, y = _data(rng)
+    one = _make("arcface", 4, 5, w, margin=0.3, scale=7.0)
+    sub = _make("subcenter", 4, 5, np.repeat(w, 3, axis=0), margin=0.3, scale=7.0)
+    grads = []
+    for loss in (one, sub):
+        _, (grad_x,) = value_and_grad(lambda e, loss=loss: loss(y, e), x)
+        _, (grad_w,) = grads_wrt_weights(lambda loss=loss: loss(y, x), [loss.proxies.variable])
+        grads.append((grad_x, grad_w))
+    (one_x, one_w), (sub_x, sub_w) = grads
+    np.testing.assert_allclose(sub_x, one_x, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(sub_w, np.repeat(one_w / 3.0, 3, axis=0), atol=1e-6)
+
+
 def test_proxy_anchor_ignores_classes_without_positives_and_broadcasts(rng):
     x, w, y = _data(rng, batch=6, classes=6)
     y = np.array([0, 0, 1, 1, 1, 3], "int32")  # classes 2, 4, 5 have no positive
