@@ -61,3 +61,19 @@ def test_bad_options_name_themselves(option, value):
     with pytest.raises(ValueError, match=f"`{option}`") as error:
         algorithms.DINO(**{option: value})
     assert error.value.option == option
+
+
+def test_recipe_head_has_batch_norm_and_a_constant_sharp_teacher():
+    # The recipe's head keeps DINO's shape with BatchNorm after the hidden layers (on
+    # the USPS validation split the BatchNorm-free head collapsed to a uniform teacher)
+    # and the teacher temperature does not rise.
+    from tfcontrast.models import recipes
+
+    recipe = recipes.Recipe.for_algorithm("dino")
+    model, _ = recipes.build_model(recipe, (16, 16, 1))
+    head = model.projector
+    assert head.batch_norm and not head.output_batch_norm
+    assert head.hidden_dims == (recipe.hidden_dim, recipe.hidden_dim)
+    options = model.algorithm.loss_kwargs
+    assert options["teacher_temperature"] == options["warmup_teacher_temperature"] == 0.02
+    assert model.algorithm.num_prototypes == 1024
