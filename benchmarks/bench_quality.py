@@ -73,7 +73,8 @@ ROWS = SELF_SUPERVISED + SUPERVISED
 
 def load(dataset: str, split: str, seed: int = 0):
     """`(x_train, y_train, x_eval, y_eval)` as `tfcontrast train` loads them."""
-    x, y, x_test, y_test = cli.load_data(DATASETS[dataset], seed=seed)
+    train, test = cli.load_data(DATASETS[dataset], seed=seed)
+    (x, y), (x_test, y_test) = train.arrays(), test.arrays()
     if split == "test":
         return x, y, x_test, y_test
     from sklearn.model_selection import train_test_split
@@ -205,8 +206,10 @@ def main(argv=None):
                 **scores(emb[0], y, emb[1], y_eval),
             }
             if recipe.online_probe:  # the online probe on the clean backbone features
-                features = emb[1] if recipe.serve == "backbone" else embed(
-                    model, recipe, x_eval, "backbone"
+                features = (
+                    emb[1]
+                    if recipe.serve == "backbone"
+                    else embed(model, recipe, x_eval, "backbone")
                 )
                 logits = keras.ops.convert_to_numpy(model.online_probe(features))
                 record["online_probe"] = float(np.mean(logits.argmax(1) == y_eval))

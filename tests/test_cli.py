@@ -619,3 +619,49 @@ def test_corrupt_backup_and_model_files(tmp_path, digits_npz, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"tfcontrast: error: --run_dir: {run_dir / 'model.keras'} cannot be read")
     assert "run the same `tfcontrast train` command again" in err and err.count("\n") == 1
+
+
+def test_files_train_and_index_and_answer_queries_by_path(tmp_path, capsys):
+    """A CSV manifest of PNG files trains; `index` embeds an unlabelled folder with each
+    file's path as payload; `search --query=FILE` finds that very file first."""
+    from PIL import Image
+
+    digits = load_digits()
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    paths = []
+    for i, image in enumerate(digits.images[:160]):
+        paths.append(str(folder / f"{i:03d}.png"))
+        Image.fromarray((image * 255 / 16).astype("uint8")).save(paths[-1])
+    manifest = tmp_path / "train.csv"
+    manifest.write_text(
+        "path,label\n"
+        + "".join(f"pngs/{i:03d}.png,{d}\n" for i, d in enumerate(digits.target[:160]))
+    )
+    run_dir = tmp_path / "run"
+    parse(
+        f"--data={manifest}",
+        f"--run_dir={run_dir}",
+        "--epochs=1",
+        "--batch_size=64",
+        "--export=false",
+        "--verbose=0",
+    )
+    metrics = cli.main(["tfcontrast", "train"])
+    assert 0.0 <= metrics["model"]["1nn_accuracy"] <= 1.0  # the manifest's labels were read
+
+    parse(f"--run_dir={run_dir}", f"--data={folder}")
+    index = cli.main(["tfcontrast", "index"])
+    assert len(index) == 160 and index.labels is None
+    assert "160 images of shape (8, 8, 1), no labels" in capsys.readouterr().out
+
+    parse(f"--run_dir={run_dir}", f"--query={paths[7]},{paths[42]}", "--k=3")
+    result = cli.main(["tfcontrast", "search"])
+    assert [row[0] for row in result.payloads] == [paths[7], paths[42]]
+    np.testing.assert_allclose(result.scores[:, 0], 1.0, atol=1e-4)
+    out = capsys.readouterr().out
+    assert out.startswith(f"{paths[7]};\n") and paths[42] in out
+
+    parse(f"--run_dir={run_dir}", f"--query={tmp_path / 'nothing.png'}")
+    with pytest.raises(cli.UsageError, match="--query: no such file or folder"):
+        cli.main(["tfcontrast", "search"])

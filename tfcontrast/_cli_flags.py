@@ -29,9 +29,14 @@ COMMANDS = {
         "Exports a trained run: a SavedModel (TF Serving layout NAME/VERSION/) and a TFLite "
         "file, each checked against the Keras model."
     ),
+    "index": (
+        "Embeds a collection (--data: a folder, a manifest, TFRecords, ...) with a trained "
+        "run's model into the run's search index, each image's file path as its payload."
+    ),
     "search": (
-        "Finds the nearest training images of held-out images, and answers with the run's "
-        "match threshold (a label, or unknown)."
+        "Finds the nearest indexed images (the training images, or what `index` embedded) "
+        "of image files or held-out images, and answers with the run's match threshold (a "
+        "label, or unknown)."
     ),
 }
 
@@ -39,9 +44,13 @@ COMMANDS = {
 flags.DEFINE_string(
     "data",
     "digits",
-    "Data: 'digits' (scikit-learn, ships with it), 'tfds:NAME', a folder with one "
-    "subfolder per class, or an .npz file with arrays x (and y), or in Keras' layout "
-    "x_train, y_train, x_test, y_test (its test split is then used for evaluation).",
+    "Data, streamed in batches (never held in memory): a folder with one subfolder per "
+    "class, or of images alone (no labels: self-supervised methods); a manifest (.csv with "
+    "a path and an optional label column, .json or .jsonl objects with path and label); "
+    "TFRecord files (.tfrecord or a glob; the encoded image under image or image/encoded, "
+    "an optional int label); an .npz file with arrays x (and y), or in Keras' layout "
+    "x_train, y_train, x_test, y_test (its test split is then used for evaluation); "
+    "'tfds:NAME'; or 'digits' (scikit-learn's, the default). index: the collection to embed.",
 )
 # The default: VICReg beat SimCLR on the USPS validation split at both budgets measured
 # (50 epochs: 0.976 against 0.956 at 10 labels per class; the recipes' ~3,000 steps:
@@ -117,7 +126,9 @@ flags.DEFINE_integer("projection_dim", None, "Output width of the projection hea
 flags.DEFINE_integer("hidden_dim", None, "Hidden width of the projection and prediction heads.")
 flags.DEFINE_string("serve", None, "Served embedding: backbone or projector.")
 flags.DEFINE_integer("image_size", None, "Resize every image to this size.")
-flags.DEFINE_integer("max_examples", 50000, "Use at most this many examples of the data.")
+flags.DEFINE_integer(
+    "max_examples", None, "Use only the first this many examples of the data (default: all)."
+)
 flags.DEFINE_float(
     "test_fraction", 0.3, "Held-out fraction for evaluation (data without a test split)."
 )
@@ -141,12 +152,16 @@ flags.DEFINE_bool("export", True, "train: export a SavedModel and a TFLite file 
 flags.DEFINE_string("export_dir", "saved_models", "Where exports land (NAME/VERSION/).")
 flags.DEFINE_string("name", None, "Export name (default DATA_ALGORITHM).")
 flags.DEFINE_string("quantization", None, "TFLite quantization: float16, dynamic or int8.")
-flags.DEFINE_string("query", "0,1,2", "search: comma-separated indices of held-out images.")
+flags.DEFINE_string(
+    "query",
+    "0,1,2",
+    "search: image files or folders, or indices of held-out images (comma-separated).",
+)
 flags.DEFINE_integer("k", 5, "search: neighbours to return.")
 flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (0, 1 progress bar, 2 one line).")
 
 # -- help ------------------------------------------------------------------------------
-_RUN_COMMANDS = ("evaluate", "export", "search")
+_RUN_COMMANDS = ("evaluate", "export", "index", "search")
 
 # Flags that set a recipe field of the same name (unset: the algorithm's recipe default):
 # the model's, and the schedule's.
@@ -176,6 +191,7 @@ RECIPE_FLAGS = MODEL_FLAGS + SCHEDULE_FLAGS
 SECTIONS = (
     ("Run directory", tuple(COMMANDS), ("run_dir",)),
     ("Data", ("train",), ("data", "image_size", "max_examples", "test_fraction")),
+    ("Collection to index", ("index",), ("data",)),
     (
         "Method (unset: the algorithm's recipe, tfcontrast.models.recipes)",
         ("train",),
@@ -186,7 +202,11 @@ SECTIONS = (
         ("train",),
         (*SCHEDULE_FLAGS, "seed", "strategy", "mixed_precision"),
     ),
-    ("Which run, without --run_dir (runs/ALGORITHM-DATA)", _RUN_COMMANDS, ("algorithm", "data")),
+    (
+        "Which run, without --run_dir (runs/ALGORITHM-DATA)",
+        ("evaluate", "export", "search"),
+        ("algorithm", "data"),
+    ),
     ("Export", ("train", "export"), ("export", "export_dir", "name", "quantization")),
     ("Search", ("search",), ("query", "k")),
     ("Output", tuple(COMMANDS), ("verbose", "verbosity")),

@@ -41,126 +41,70 @@ class ExportFailed(RuntimeError):
 
 
 # -- data ------------------------------------------------------------------------------
+# The report compares the model with raw pixels on samples whose float32 pixels fit in
+# this many bytes (every image of a small collection; a sample of a large one), at most
+# EVAL_TRAIN training and EVAL_TEST held-out images. Training streams every image.
+EVAL_BYTES = 512 * 2**20
+EVAL_TRAIN, EVAL_TEST = 20_000, 10_000
+
+
 def _data_name(data: str) -> str:
     if data.startswith("tfds:"):
         return data[5:].replace("/", "_")
-    return os.path.splitext(os.path.basename(os.path.normpath(data)))[0] or "data"
+    name = os.path.splitext(os.path.basename(os.path.normpath(data)))[0]
+    return name.replace("*", "").strip("-_.") or "data"
 
 
-def _materialize(dataset, limit):
-    import numpy as np
+def open_data(data: str, image_size=None, channels=None):
+    """The `tfcontrast.data.ImageSource` of `--data` (a UsageError names what is wrong)."""
+    from tfcontrast.data.sources import open_source
 
-    xs, ys = [], []
-    for batch in dataset.take(limit).batch(1024).as_numpy_iterator():
-        x, y = batch if isinstance(batch, tuple) else (batch, None)
-        xs.append(x)
-        if y is not None:
-            ys.append(y)
-    if not xs:
-        raise UsageError("--data: the data source holds no images.")
-    x = np.concatenate(xs).astype("float32")
-    return x, (np.concatenate(ys).astype("int32") if ys else None)
-
-
-def _npz_splits(path):
-    """`(x, y, x_test, y_test)` of an .npz: arrays x (and y), or Keras' layout
-    x_train, y_train, x_test, y_test (then the test arrays are not None)."""
-    import numpy as np
-
-    from tfcontrast._checks import integer_labels
-    from tfcontrast.data.loaders import images_to_float
-
-    with np.load(path, allow_pickle=False) as arrays:
-        files = set(arrays.files)
-        if {"x_train", "x_test"} <= files:
-            keys = ("x_train", "y_train", "x_test", "y_test")
-        elif "x" in files:
-            keys = ("x", "y", None, None)
-        else:
-            raise UsageError(
-                f"--data: {path!r} holds arrays {sorted(files)}; expected x (and y), or "
-                "x_train, y_train, x_test, y_test."
-            )
-        out = []
-        for x_key, y_key in (keys[:2], keys[2:]):
-            if x_key is None:
-                out += [None, None]
-                continue
-            x = images_to_float(arrays[x_key], "--data", x_key)
-            y = arrays[y_key] if y_key in files else None
-            out += [x, None if y is None else integer_labels(y, "--data", y_key, n=len(x))]
-    return out
-
-
-def _resize(x, image_size):
-    import tensorflow as tf
-
-    if image_size is None or tuple(x.shape[1:3]) == (image_size, image_size):
-        return x
-    resized = tf.image.resize(x, (image_size, image_size), antialias=True)
-    return tf.clip_by_value(resized, 0.0, 1.0).numpy()
-
-
-def load_data(data: str, image_size=None, max_examples=50000, test_fraction=0.3, seed=0):
-    """Returns `(x_train, y_train, x_test, y_test)`: float32 images in [0, 1], int labels.
-
-    The labels are None for unlabelled data. Sources without a test split of their own
-    are split `test_fraction` (stratified by label when there are labels).
-    """
-    import numpy as np
-    from sklearn.model_selection import train_test_split
-
-    from tfcontrast import data as data_lib
-
-    x_test = y_test = None
     try:
-        if data == "digits":
-            from sklearn.datasets import load_digits
-
-            digits = load_digits()
-            x = (digits.images / 16.0).astype("float32")[..., None]
-            y = digits.target.astype("int32")
-        elif data.startswith("tfds:"):
-            x, y = _materialize(
-                data_lib.from_tfds(data[5:], split="train", image_size=image_size), max_examples
-            )
-        elif not os.path.exists(data):
-            raise UsageError(f"--data: no such file or folder: {data!r}.")
-        elif os.path.isdir(data):
-            x, y = _materialize(data_lib.from_folder(data, image_size=image_size), max_examples)
-        elif data.endswith(".npz"):
-            x, y, x_test, y_test = _npz_splits(data)
-        else:
-            raise UsageError(
-                f"--data: expected 'digits', 'tfds:NAME', a folder or an .npz file; "
-                f"received {data!r}."
-            )
-    except UsageError:
-        raise
-    except ValueError as error:  # the loaders' messages name the array and what was expected
+        return open_source(data, image_size, channels)
+    except (OSError, ValueError) as error:  # the messages name the path and what was expected
         raise UsageError(f"--data: {error}") from None
-    if x.shape[-1] not in (1, 3):
-        raise UsageError(
-            f"--data: images must have 1 (grayscale) or 3 (RGB) channels; received images of "
-            f"shape {x.shape[1:]}."
+
+
+def load_data(data: str, image_size=None, max_examples=None, test_fraction=0.3, seed=0):
+    """`(train, test)` `ImageSource`s of `--data`, streamed (never held in memory).
+
+    Sources without a test split of their own are split `test_fraction` (stratified by
+    label when there are labels); `max_examples` keeps the first examples only.
+    """
+    source = open_data(data, image_size)
+    if max_examples is not None:
+        test = source.test
+        source = source.take(max_examples)
+        source.test = test
+    try:
+        return source.split(test_fraction, seed)
+    except ValueError as error:
+        raise UsageError(f"--data: {error}") from None
+
+
+def evaluation_samples(train, test, seed=0):
+    """The report's samples of `train` and `test` (all of them when they fit, see
+    EVAL_BYTES) as NumPy `(x_train, y_train, x_test, y_test)`, and a note when sampled."""
+    import numpy as np
+
+    per_image = 4 * int(np.prod(train.image_shape))
+    room = max(2, EVAL_BYTES // per_image)
+    n_train = min(len(train), EVAL_TRAIN, max(1, 2 * room // 3))
+    n_test = min(len(test), EVAL_TEST, max(1, room - n_train))
+    x_train, y_train = train.sample(n_train, seed).arrays()
+    x_test, y_test = test.sample(n_test, seed).arrays()
+    note = None
+    if (n_train, n_test) != (len(train), len(test)):
+        note = (
+            f"report: measured on a sample of {n_train} training and {n_test} held-out images "
+            f"(their pixels fit in {EVAL_BYTES // 2**20} MB); the index holds every training image"
         )
-    x, y = x[:max_examples], (None if y is None else y[:max_examples])
-    if x_test is None:
-        if len(x) < 4:
-            raise UsageError(f"--data: {len(x)} image(s) are too few to split for evaluation.")
-        stratify = y if y is not None and np.min(np.bincount(y)) >= 2 else None
-        indices = np.arange(len(x))
-        train, test = train_test_split(
-            indices, test_size=test_fraction, random_state=seed, stratify=stratify
-        )
-        x, x_test = x[train], x[test]
-        y, y_test = (None, None) if y is None else (y[train], y[test])
-    elif x_test.shape[1:] != x.shape[1:]:
-        raise UsageError(
-            f"--data: x_test images have shape {x_test.shape[1:]}, x_train {x.shape[1:]}; "
-            "expected the same."
-        )
-    return _resize(x, image_size), y, _resize(x_test, image_size), y_test
+    return (x_train, y_train, x_test, y_test), note
+
+
+def embed(model, source, batch_size=512):
+    """The embeddings of every image of `source`, computed in batches."""
+    return model.predict(source.batches(batch_size), verbose=0)
 
 
 # -- model -----------------------------------------------------------------------------
@@ -375,27 +319,37 @@ def train():
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
-    x_train, y_train, x_test, y_test = load_data(
+    train_data, test_data = load_data(
         FLAGS.data, FLAGS.image_size, FLAGS.max_examples, FLAGS.test_fraction, FLAGS.seed
     )
-    labelled = y_train is not None and y_test is not None
-    if algorithms.get(recipe.algorithm).needs_labels and y_train is None:
+    labelled = train_data.labelled and test_data.labelled
+    if algorithms.get(recipe.algorithm).needs_labels and not train_data.labelled:
         raise UsageError(f"--algorithm={recipe.algorithm} needs labels; --data has none.")
-    if y_train is not None:
+    if train_data.labelled:
         try:
-            recipe.check_labels(y_train)
+            recipe.check_labels(train_data.labels)
         except recipes.RecipeError as error:
             raise flag_error(error) from None
-    epochs = recipe.epochs_for(len(x_train))
+    epochs = recipe.epochs_for(len(train_data))
     print(
-        f"data: {FLAGS.data}: {len(x_train)} training and {len(x_test)} held-out images "
-        f"of shape {x_train.shape[1:]}{'' if labelled else ', no labels'}"
+        f"data: {FLAGS.data}: {len(train_data)} training and {len(test_data)} held-out images "
+        f"of shape {train_data.image_shape}{'' if labelled else ', no labels'}"
+        + (f"; {len(train_data.skipped)} unreadable file(s) skipped" if train_data.skipped else "")
     )
+    (x_train, y_train, x_test, y_test), sample_note = evaluation_samples(
+        train_data, test_data, FLAGS.seed
+    )
+    if sample_note:
+        print(sample_note)
     with strategy.scope():
         model, note = recipes.build_model(
-            recipe, x_train.shape[1:], seed=FLAGS.seed, sample=x_train, labels=y_train
+            recipe,
+            train_data.image_shape,
+            seed=FLAGS.seed,
+            sample=x_train,
+            labels=train_data.labels,
         )
-        recipes.compile_model(model, recipe, len(x_train))
+        recipes.compile_model(model, recipe, len(train_data))
     print(note)
     print(
         f"recipe: {recipe.algorithm} {model.algorithm.get_config()}, {model.backbone.name} "
@@ -413,8 +367,7 @@ def train():
     recipes.fit(
         model,
         recipe,
-        x_train,
-        y_train,
+        train_data,
         verbose=FLAGS.verbose,
         seed=FLAGS.seed,
         # The monitors first: their values are in the history row of the epoch. The
@@ -427,27 +380,31 @@ def train():
     model.save(partial)
     os.replace(partial, os.path.join(run_dir, "model.keras"))
 
-    embed = model.predict(x_train, verbose=0), model.predict(x_test, verbose=0)
+    train_embeddings = embed(model, train_data)  # every training image: the search index
+    sampled = model.predict(x_train, verbose=0) if sample_note else train_embeddings
+    embedded_test = model.predict(x_test, verbose=0)
     metrics = {
         "train_seconds": round(seconds, 1),
         "epochs": epochs,
         "final_loss": _last_logged_loss(os.path.join(run_dir, "history.csv")),
     }
+    index = Index(metric="cosine").add(
+        train_embeddings, labels=train_data.labels, payloads=train_data.payloads
+    )
     if labelled:
         pixels = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
-        metrics["model"] = embedding_report(embed[0], y_train, embed[1], y_test, FLAGS.seed)
+        metrics["model"] = embedding_report(sampled, y_train, embedded_test, y_test, FLAGS.seed)
         metrics["raw_pixels"] = embedding_report(pixels[0], y_train, pixels[1], y_test, FLAGS.seed)
-        # The search index of the training images, with the threshold `search` answers by.
-        index = Index(metric="cosine").add(embed[0], labels=y_train)
-        metrics["match"] = match_report(index, embed[1], y_test, FLAGS.seed)
-        index.save(os.path.join(run_dir, "index"))
+        # The threshold `search` answers by.
+        metrics["match"] = match_report(index, embedded_test, y_test, FLAGS.seed)
+    index.save(os.path.join(run_dir, "index"))
     plots_dir = os.path.join(run_dir, "plots")
     os.makedirs(plots_dir, exist_ok=True)
     curves = _history_by_epoch(os.path.join(run_dir, "history.csv"), monitors)
     if curves:
         plots.training_curves(curves, os.path.join(plots_dir, "training_curves.png"))
     plots.projection_plot(
-        embed[1],
+        embedded_test,
         y_test if labelled else None,
         os.path.join(plots_dir, "projection.png"),
     )
@@ -539,7 +496,7 @@ def _export(model, sample, name):
 
 
 def _load_run():
-    """The trained model of `--run_dir`, its settings and its data split."""
+    """The trained model of `--run_dir` and its settings."""
     import keras
 
     from tfcontrast._cli_run_dir import check_keras_file
@@ -553,26 +510,31 @@ def _load_run():
         )
     config = _read_config(config_path)
     check_keras_file(path)
-    data = load_data(
+    return keras.saving.load_model(path), config
+
+
+def _run_data(config):
+    """The `(train, test)` sources the run of `config` trained and was measured on."""
+    return load_data(
         config["data"],
         config["image_size"],
-        config["max_examples"],
+        config.get("max_examples"),
         config["test_fraction"],
         config["seed"],
     )
-    return keras.saving.load_model(path), config, data
 
 
 def evaluate():
     from tfcontrast.evaluation import evaluate_embeddings
 
-    model, config, (x_train, y_train, x_test, y_test) = _load_run()
-    if y_train is None or y_test is None:
+    model, config = _load_run()
+    train_data, test_data = _run_data(config)
+    if not (train_data.labelled and test_data.labelled):
         raise UsageError(
             f"--run_dir: the run's data ({config['data']!r}) has no labels to evaluate with."
         )
-    train = model.predict(x_train, verbose=0)
-    test = model.predict(x_test, verbose=0)
+    train, test = embed(model, train_data), embed(model, test_data)
+    y_train, y_test = train_data.labels, test_data.labels
     metrics = evaluate_embeddings(
         test,
         y_test,
@@ -592,45 +554,141 @@ def evaluate():
 
 def export_command():
     _check_export_flags()
-    model, config, (_, _, x_test, _) = _load_run()
+    model, config = _load_run()
+    _, test_data = _run_data(config)
+    sample, _ = test_data.sample(EVAL_TEST, config["seed"]).arrays()
     return _export(
-        model, x_test, FLAGS.name or f"{_data_name(config['data'])}_{config['algorithm']}"
+        model, sample, FLAGS.name or f"{_data_name(config['data'])}_{config['algorithm']}"
     )
 
 
-def search():
+def _model_image_size(model):
+    """`(height, width)` of the images `model` takes, or None when it takes any size."""
+    height, width = model.backbone.input_shape[1:3]
+    return None if height is None or width is None else (height, width)
+
+
+def index_command():
+    """Embeds `--data` (a folder, a manifest, TFRecords, ...) into the run's search index,
+    with each image's file path as its payload; the run's match threshold is kept."""
+    import shutil
+
     from tfcontrast.retrieval import Index
 
-    model, config, (x_train, y_train, x_test, y_test) = _load_run()
-    try:
-        queries = [int(q) for q in FLAGS.query.split(",") if q.strip()]
-    except ValueError:
+    if not FLAGS.run_dir:
+        raise UsageError("--run_dir: `tfcontrast index` needs the run whose model embeds --data.")
+    model, config = _load_run()
+    channels = model.backbone.input_shape[-1]
+    source = open_data(FLAGS.data, _model_image_size(model) or config["image_size"], channels)
+    if source.image_shape[-1] != channels:
         raise UsageError(
-            f"--query: expected comma-separated integers; received {FLAGS.query!r}."
-        ) from None
-    if not queries or min(queries) < 0 or max(queries) >= len(x_test):
-        raise UsageError(
-            f"--query: indices must be in [0, {len(x_test)}); received {FLAGS.query!r}."
+            f"--data: its images have {source.image_shape[-1]} channel(s); the run's model "
+            f"takes {channels}. Open it with the run's channels, e.g. grayscale files for a "
+            "grayscale run."
         )
-    saved = os.path.join(_run_dir(), "index")
-    if os.path.exists(saved):  # written by `train`, with its calibrated threshold
-        index = Index.load(saved)
-    else:
-        index = Index(metric="cosine")
-        index.add(model.predict(x_train, verbose=0), labels=y_train)
-    embedded = model.predict(x_test[queries], verbose=0)
+    saved = os.path.join(FLAGS.run_dir, "index")
+    threshold = _saved_threshold(saved)
+    embeddings = embed(model, source)
+    index = Index(metric="cosine").add(embeddings, labels=source.labels, payloads=source.payloads)
+    if threshold is not None:
+        index.threshold = threshold
+    partial = saved + ".partial"  # the previous index stays until the new one is complete
+    shutil.rmtree(partial, ignore_errors=True)
+    index.save(partial)
+    shutil.rmtree(saved, ignore_errors=True)
+    os.replace(partial, saved)
+    print(f"index: {source.describe()} from {FLAGS.data} embedded into {saved}")
+    return index
+
+
+def _saved_threshold(path):
+    from tfcontrast.retrieval import Index
+
+    if not os.path.exists(path):
+        return None
+    try:
+        return Index.load(path).threshold
+    except ValueError:  # a broken index is replaced; its threshold is lost
+        return None
+
+
+def _load_index(path):
+    from tfcontrast.retrieval import Index
+
+    try:
+        return Index.load(path)
+    except (OSError, ValueError) as error:
+        raise UsageError(
+            f"--run_dir: the search index {path!r} cannot be read ({error}). Run "
+            "`tfcontrast index` (or `train`) again to rebuild it."
+        ) from None
+
+
+def _queries(model, config):
+    """`(names, images, labels or None)` of `--query`: held-out indices, or image files
+    and folders."""
+    text = FLAGS.query.strip()
+    if text and all(part.strip().isdigit() for part in text.split(",")):
+        _, test_data = _run_data(config)
+        queries = [int(part) for part in text.split(",")]
+        if max(queries) >= len(test_data):
+            raise UsageError(
+                f"--query: indices must be in [0, {len(test_data)}); received {FLAGS.query!r}."
+            )
+        x, y = test_data._view(queries).arrays()
+        return [f"query {q}" for q in queries], x, y
+    import numpy as np
+
+    from tfcontrast.data.sources import from_files, open_source
+
+    names, images = [], []
+    size = _model_image_size(model) or config["image_size"]
+    channels = model.backbone.input_shape[-1]  # grayscale files for an RGB model, or the reverse
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if not os.path.exists(part):
+            raise UsageError(
+                f"--query: no such file or folder: {part!r}; expected held-out indices "
+                "(0,1,2) or image files and folders."
+            )
+        try:
+            if os.path.isdir(part):
+                source = open_source(part, size, channels)
+            else:
+                source = from_files([part], image_size=size, channels=channels, name=part)
+        except ValueError as error:
+            raise UsageError(f"--query: {error}") from None
+        x, _ = source.arrays()
+        names += [str(p) for p in source.payloads]
+        images.append(x)
+    if not images:
+        raise UsageError("--query: expected held-out indices (0,1,2) or image files.")
+    return names, np.concatenate(images), None
+
+
+def search():
+    model, config = _load_run()
+    names, queries, labels = _queries(model, config)
+    index = _load_index(os.path.join(_run_dir(), "index"))
+    embedded = model.predict(queries, verbose=0)
     result = index.search(embedded, k=FLAGS.k)
-    matched = index.match(embedded) if index.threshold is not None else None
-    for i, (q, ids) in enumerate(zip(queries, result.indices)):
-        line = f"query {q}"
-        if y_test is not None:
-            line += f" (label {y_test[q]})"
+    # A calibrated threshold answers with a label, or "unknown", for labelled indices.
+    can_match = index.threshold is not None and index.labels is not None
+    matched = index.match(embedded) if can_match else None
+    for i, name in enumerate(names):
+        line = name
+        if labels is not None:
+            line += f" (label {labels[i]})"
         if matched is not None:
             answer = matched.labels[i] if matched.known[i] else "unknown"
             line += f": match {answer}"
-        line += f"; neighbours {list(map(int, ids))}"
-        if y_train is not None:
-            line += f" labels {list(map(int, result.labels[i]))}"
+        line += ";"
+        for j in range(result.indices.shape[1]):
+            if result.indices[i, j] < 0:
+                continue
+            item = result.payloads[i][j] if result.payloads is not None else result.indices[i, j]
+            line += f"\n  {result.scores[i, j]:.4f}  {item}"
+            if result.labels is not None:
+                line += f"  (label {result.labels[i, j]})"
         print(line)
     return result
 
@@ -644,9 +702,13 @@ def main(argv):
         raise UsageError(f"unexpected arguments {argv[2:]}; flags are written --name=value.")
     if command not in COMMANDS:
         raise UsageError(f"unknown command {command!r}; expected one of {list(COMMANDS)}.")
-    run_command = {"train": train, "evaluate": evaluate, "export": export_command}.get(
-        command, search
-    )
+    run_command = {
+        "train": train,
+        "evaluate": evaluate,
+        "export": export_command,
+        "index": index_command,
+        "search": search,
+    }[command]
     try:
         return run_command()
     except RecipeError as error:  # a setting out of its range names its flag

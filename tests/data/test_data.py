@@ -118,7 +118,7 @@ def test_from_folder_bad_paths(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         data.from_folder(str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no class subfolders"):
+    with pytest.raises(ValueError, match="holds no readable images"):
         data.from_folder(str(tmp_path / "empty"))
     (tmp_path / "one" / "a").mkdir(parents=True)
     (tmp_path / "one" / "a" / "x.txt").write_text("x")

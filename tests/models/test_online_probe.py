@@ -47,8 +47,10 @@ def test_the_probe_moves_no_other_weight_and_learns(digits):
         model.compile(optimizer=keras.optimizers.Adam(1e-2))
         histories.append(model.fit(x, labels, batch_size=64, epochs=10, shuffle=False, verbose=0))
     # The backbone and heads follow the same trajectory with and without the probe.
-    for a, b in zip(plain.backbone.weights + plain.projector.weights,
-                    probed.backbone.weights + probed.projector.weights):
+    for a, b in zip(
+        plain.backbone.weights + plain.projector.weights,
+        probed.backbone.weights + probed.projector.weights,
+    ):
         np.testing.assert_allclose(
             ops.convert_to_numpy(a), ops.convert_to_numpy(b), rtol=1e-4, atol=1e-5, err_msg=a.path
         )
@@ -71,7 +73,9 @@ def test_evaluate_reports_the_probe_and_changes_nothing(digits):
     views = np.stack([x, x], axis=1)
     result = model.evaluate(views, y, batch_size=64, verbose=0, return_dict=True)
     logits = ops.convert_to_numpy(model.online_probe(model.backbone(x)))
-    assert result["online_probe_accuracy"] == pytest.approx(np.mean(logits.argmax(1) == y), abs=1e-6)
+    assert result["online_probe_accuracy"] == pytest.approx(
+        np.mean(logits.argmax(1) == y), abs=1e-6
+    )
     for a, b in zip(before, _numpy(model.weights)):
         np.testing.assert_array_equal(a, b)
 

@@ -195,7 +195,7 @@ def test_class_batches_feed_p_classes_of_k_images(monkeypatch):
 
     monkeypatch.setattr(type(model), "fit", spy)
     recipes.fit(model, recipe, x, y)
-    (data, labels, kwargs), = seen
+    ((data, labels, kwargs),) = seen
     assert labels is None and kwargs["steps_per_epoch"] == 5  # ceil(50 / 12)
     for images, batch_labels in data.take(3).as_numpy_iterator():
         assert images.shape == (12, 8, 8, 1)

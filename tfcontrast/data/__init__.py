@@ -1,4 +1,5 @@
-"""Input pipelines: multi-view and class-balanced datasets from tfds, folders and arrays."""
+"""Input pipelines: streamed image sources (folders, manifests, TFRecords, arrays, tfds),
+multi-view and class-balanced datasets."""
 
 # The pipelines are tf.data (TensorFlow only): import them on first use, so that
 # `import tfcontrast` stays cheap and works on other Keras backends.
@@ -9,6 +10,9 @@ _EXPORTS = {
     "from_npz": "tfcontrast.data.loaders",
     "from_tfds": "tfcontrast.data.loaders",
     "from_folder": "tfcontrast.data.loaders",
+    "ImageSource": "tfcontrast.data.sources",
+    "open_source": "tfcontrast.data.sources",
+    "from_files": "tfcontrast.data.sources",
 }
 
 __all__: list[str] = []

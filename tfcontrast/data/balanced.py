@@ -89,6 +89,40 @@ def class_balanced(
     ```
     """
     owner = "class_balanced"
+    images, labels = _materialise(x, y, owner)
+    images_t, labels_t = tf.constant(images), tf.constant(labels)
+    indices = balanced_indices(labels, classes_per_batch, examples_per_class, seed, owner, steps)
+    ds = indices.map(
+        lambda index: (tf.gather(images_t, index), tf.gather(labels_t, index)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    if augmenter is not None:
+        if (
+            views is None
+            and not isinstance(augmenter, (list, tuple))
+            and not _is_view_augmenter(augmenter)
+        ):
+            aug = augmenter
+        else:
+            aug = views_lib.view_augmenter(augmenter, views, owner)
+        parallel = 1 if deterministic else tf.data.AUTOTUNE
+        ds = ds.map(lambda a, b: (aug(a, training=True), b), num_parallel_calls=parallel)
+    options = tf.data.Options()
+    options.deterministic = bool(deterministic) or seed is not None
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def balanced_indices(
+    labels,
+    classes_per_batch: int,
+    examples_per_class: int,
+    seed=None,
+    owner="class_balanced",
+    steps=None,
+) -> tf.data.Dataset:
+    """Dataset of P x K example indices `(P*K,)` into `labels`: P distinct classes drawn
+    uniformly, K distinct examples of each, the groups one after another. Stateless from
+    `seed` (the same seed gives the same batches); endless unless `steps` is given."""
     for name, value in (
         ("classes_per_batch", classes_per_batch),
         ("examples_per_class", examples_per_class),
@@ -102,7 +136,7 @@ def class_balanced(
             f"{owner}: `steps` must be None or an integer >= 1; received steps={steps!r}."
         )
     p, k = int(classes_per_batch), int(examples_per_class)
-    images, labels = _materialise(x, y, owner)
+    labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
     if p > len(classes):
         raise ValueError(
@@ -121,8 +155,6 @@ def class_balanced(
         table[row, : len(idx)] = idx
     table_t = tf.constant(table)
     counts_t = tf.constant(counts, dtype=tf.int32)
-    images_t = tf.constant(images)
-    labels_t = tf.constant(labels)
     num_classes, width = table.shape
     base = 0 if seed is None else int(seed)
 
@@ -135,8 +167,7 @@ def class_balanced(
         valid = tf.range(width)[None, :] < tf.gather(counts_t, chosen)[:, None]
         keys = tf.where(valid, keys, -1.0)
         cols = tf.math.top_k(keys, k=k).indices  # (P, K) distinct valid positions
-        index = tf.reshape(tf.gather(tf.gather(table_t, chosen), cols, batch_dims=1), (-1,))
-        return tf.gather(images_t, index), tf.gather(labels_t, index)
+        return tf.reshape(tf.gather(tf.gather(table_t, chosen), cols, batch_dims=1), (-1,))
 
     if seed is None:
         steps_ds = tf.data.Dataset.random(rerandomize_each_iteration=True)
@@ -144,21 +175,7 @@ def class_balanced(
         steps_ds = tf.data.Dataset.counter()
     if steps is not None:
         steps_ds = steps_ds.take(steps)
-    ds = steps_ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE)
-    if augmenter is not None:
-        if (
-            views is None
-            and not isinstance(augmenter, (list, tuple))
-            and not _is_view_augmenter(augmenter)
-        ):
-            aug = augmenter
-        else:
-            aug = views_lib.view_augmenter(augmenter, views, owner)
-        parallel = 1 if deterministic else tf.data.AUTOTUNE
-        ds = ds.map(lambda a, b: (aug(a, training=True), b), num_parallel_calls=parallel)
-    options = tf.data.Options()
-    options.deterministic = bool(deterministic) or seed is not None
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+    return steps_ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _is_view_augmenter(obj) -> bool:

@@ -32,8 +32,8 @@ def _size_pair(image_size, owner):
     return _checks.size_pair("image_size", image_size, owner)
 
 
-def images_to_float(x, owner: str = "from_arrays", name: str = "x") -> np.ndarray:
-    """NumPy images -> float32 `(N, H, W, C)` in [0, 1] (integers are divided by 255)."""
+def image_batch(x, owner: str = "from_arrays", name: str = "x") -> np.ndarray:
+    """NumPy images as `(N, H, W, C)` with N > 0 (a 3-D array gains a channel axis)."""
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[..., None]
@@ -43,6 +43,12 @@ def images_to_float(x, owner: str = "from_arrays", name: str = "x") -> np.ndarra
         )
     if x.shape[0] == 0:
         raise ValueError(f"{owner}: `{name}` is empty.")
+    return x
+
+
+def images_to_float(x, owner: str = "from_arrays", name: str = "x") -> np.ndarray:
+    """NumPy images -> float32 `(N, H, W, C)` in [0, 1] (integers are divided by 255)."""
+    x = image_batch(x, owner, name)
     if np.issubdtype(x.dtype, np.integer):
         return (x.astype(np.float32) / 255.0).astype(np.float32)
     if not np.issubdtype(x.dtype, np.floating):
@@ -213,25 +219,134 @@ def _gray_files(files, limit: int = 64) -> bool:
     return True
 
 
+def screen_files(paths, image_size, owner: str, where: str = "", extensions=None):
+    """Which of `paths` are readable images, and their common size.
+
+    A file without an image signature (or without one of `extensions`, when given; or, when `image_size` is None, whose header cannot
+    be read) is left out, with one warning on the `tfcontrast.data` logger for all of
+    them. With `image_size` None every header is read, and images of several sizes raise
+    a ValueError naming `image_size`.
+
+    Returns:
+        `(kept, skipped, size)`: the positions of the readable files, the paths left out,
+        and `image_size` or the files' `(height, width)` (None when none is readable).
+    """
+    kept, skipped, sizes = [], [], {}
+    for position, fpath in enumerate(paths):
+        ok = (extensions is None or fpath.lower().endswith(extensions)) and _is_image_file(fpath)
+        if ok and image_size is None:
+            probed = _probe_size(fpath)
+            ok = probed is not None
+            if ok:
+                sizes.setdefault(probed, fpath)
+        if ok:
+            kept.append(position)
+        else:
+            skipped.append(fpath)
+    if skipped:
+        logger.warning(
+            "%s: skipped %d file(s)%s that are missing or not readable images, e.g. %s",
+            owner,
+            len(skipped),
+            f" {where}" if where else "",
+            skipped[:3],
+        )
+    if image_size is None and len(sizes) > 1:
+        examples = ", ".join(f"{p!r} is {h}x{w}" for (h, w), p in list(sizes.items())[:2])
+        raise ValueError(
+            f"{owner}: the images{f' {where}' if where else ''} have {len(sizes)} different "
+            f"sizes ({examples}); pass `image_size=(height, width)` to resize them."
+        )
+    return kept, skipped, image_size if image_size is not None else next(iter(sizes), None)
+
+
+def list_folder(path: str, image_size=None, owner: str = "from_folder") -> dict:
+    """The readable image files of a folder, and their labels when it has class subfolders.
+
+    A folder with subfolders is labelled: one class per subfolder (sorted names, labels
+    0, 1, ...); a folder of image files alone is unlabelled. Files that are not images
+    (another extension, or an image extension without an image signature) are skipped
+    and counted (a warning on the `tfcontrast.data` logger). With `image_size` None every
+    header is read: images of several sizes raise a ValueError naming `image_size`.
+
+    Returns:
+        A dict: `files` (paths), `labels` (int32 array, or None), `class_names` (or
+        None), `skipped` (paths), `size` (the images' `(height, width)`, or
+        `image_size`) and `channels` (1 when the files are grayscale, else 3).
+    """
+    path = os.fspath(path)
+    size = _size_pair(image_size, owner)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{owner}: no such folder: {path!r}.")
+    entries = sorted(e for e in os.listdir(path) if not e.startswith("."))
+    class_names = [e for e in entries if os.path.isdir(os.path.join(path, e))]
+    loose = [e for e in entries if os.path.isfile(os.path.join(path, e))]
+    if class_names and any(e.lower().endswith(IMAGE_EXTENSIONS) for e in loose):
+        raise ValueError(
+            f"{owner}: {path!r} holds both class subfolders and image files; expected one "
+            "subfolder per class (labelled) or image files alone (unlabelled)."
+        )
+    groups = [(i, os.path.join(path, n)) for i, n in enumerate(class_names)] or [(None, path)]
+    candidates, candidate_labels = [], []
+    for label, folder in groups:
+        for fname in sorted(os.listdir(folder)):
+            fpath = os.path.join(folder, fname)
+            if os.path.isfile(fpath) and not fname.startswith("."):
+                candidates.append(fpath)
+                candidate_labels.append(label)
+    kept, skipped, size = screen_files(
+        candidates, size, owner, f"in {path!r}", extensions=IMAGE_EXTENSIONS
+    )
+    files = [candidates[i] for i in kept]
+    labels = [candidate_labels[i] for i in kept]
+    present = set(labels)
+    for label, folder in groups:
+        if label not in present:
+            what = "class folder" if label is not None else "folder"
+            raise ValueError(
+                f"{owner}: {what} {folder!r} holds no readable images "
+                f"({', '.join(IMAGE_EXTENSIONS)})."
+            )
+    return {
+        "files": files,
+        "labels": np.asarray(labels, np.int32) if class_names else None,
+        "class_names": class_names or None,
+        "skipped": skipped,
+        "size": size,
+        "channels": 1 if _gray_files(files) else 3,
+    }
+
+
+def decode_file(fpath, channels: int, size=None):
+    """Reads and decodes one image file (tensor path) to float32 `(H, W, channels)` in
+    [0, 1], resized (antialiased) to `size` when given."""
+    image = tf.io.decode_image(tf.io.read_file(fpath), channels=channels, expand_animations=False)
+    image = tf.cast(image, tf.float32) / 255.0
+    if size is not None:
+        image = tf.clip_by_value(tf.image.resize(image, size, antialias=True), 0.0, 1.0)
+    return image
+
+
 def from_folder(
     path: str,
     image_size=None,
     channels: int | None = None,
 ) -> tf.data.Dataset:
-    """Dataset from an image folder with one subfolder per class.
+    """Dataset from an image folder: one subfolder per class, or image files alone.
 
     ```
-    path/
-      cat/ a.png b.jpg ...
+    path/                       path/
+      cat/ a.png b.jpg ...        a.png b.jpg c.jpeg ...   (no labels)
       dog/ c.jpeg ...
     ```
 
     Classes are the subfolder names in sorted order (labels 0, 1, ...); the returned
     dataset carries them as `dataset.class_names`, like Keras'
-    `image_dataset_from_directory`. Images are PNG, JPEG, GIF (first frame) or BMP,
-    decoded to `channels` channels and float32 in [0, 1]. By default grayscale files
-    stay 1-channel: `channels=None` reads the colour mode of up to 64 files and decodes
-    to 1 channel when all of them are grayscale, else to 3.
+    `image_dataset_from_directory`. A folder of images without subfolders gives images
+    alone (`class_names` None), for self-supervised training. Images are PNG, JPEG, GIF
+    (first frame) or BMP, decoded to `channels` channels and float32 in [0, 1]. By
+    default grayscale files stay 1-channel: `channels=None` reads the colour mode of up
+    to 64 files and decodes to 1 channel when all of them are grayscale, else to 3.
 
     Files that are not images (another extension, or an image extension without an image
     signature, e.g. a truncated download) are **skipped**, and their count is logged as a
@@ -249,8 +364,9 @@ def from_folder(
 
     Raises:
         FileNotFoundError: `path` does not exist or is not a folder.
-        ValueError: `path` has no class subfolders, a class folder has no images, or the
-            images differ in size and `image_size` is None.
+        ValueError: `path` holds no images, a class folder has no images, class folders
+            and loose images are mixed, or the images differ in size and `image_size` is
+            None.
 
     Example:
 
@@ -259,80 +375,29 @@ def from_folder(
     print(ds.class_names)
     ```
     """
-    path = os.fspath(path)
     if channels not in (None, 1, 3):
         raise ValueError(
             f"from_folder: `channels` must be 1, 3 or None; received channels={channels!r}."
         )
+    listing = list_folder(path, image_size)
+    channels = channels or listing["channels"]
     size = _size_pair(image_size, "from_folder")
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"from_folder: no such folder: {path!r}.")
-    class_names = sorted(
-        d
-        for d in os.listdir(path)
-        if os.path.isdir(os.path.join(path, d)) and not d.startswith(".")
-    )
-    if not class_names:
-        raise ValueError(
-            f"from_folder: {path!r} has no class subfolders; expected one subfolder per class "
-            "(path/<class>/<image files>)."
-        )
-    files, labels, skipped = [], [], []
-    sizes = {}
-    for label, name in enumerate(class_names):
-        folder = os.path.join(path, name)
-        found = 0
-        for fname in sorted(os.listdir(folder)):
-            fpath = os.path.join(folder, fname)
-            if not os.path.isfile(fpath) or fname.startswith("."):
-                continue
-            ok = fname.lower().endswith(IMAGE_EXTENSIONS) and _is_image_file(fpath)
-            if ok and size is None:
-                probed = _probe_size(fpath)
-                ok = probed is not None
-                if ok:
-                    sizes.setdefault(probed, fpath)
-            if not ok:
-                skipped.append(fpath)
-                continue
-            files.append(fpath)
-            labels.append(label)
-            found += 1
-        if found == 0:
-            raise ValueError(f"from_folder: class folder {folder!r} holds no readable images.")
-    if skipped:
-        logger.warning(
-            "from_folder: skipped %d file(s) in %r that are not readable images, e.g. %s",
-            len(skipped),
-            path,
-            skipped[:3],
-        )
-    if size is None and len(sizes) > 1:
-        examples = ", ".join(f"{p!r} is {h}x{w}" for (h, w), p in list(sizes.items())[:2])
-        raise ValueError(
-            f"from_folder: images in {path!r} have {len(sizes)} different sizes ({examples}); "
-            "pass `image_size=(height, width)` to resize them."
-        )
-    static = size if size is not None else next(iter(sizes))
-    if channels is None:
-        channels = 1 if _gray_files(files) else 3
+    shape = (*listing["size"], channels)
 
-    def load(fpath, label):
-        raw = tf.io.read_file(fpath)
-        image = tf.io.decode_image(raw, channels=channels, expand_animations=False)
-        image = tf.cast(image, tf.float32) / 255.0
-        if size is not None:
-            image = tf.image.resize(image, size, antialias=True)
-            image = tf.clip_by_value(image, 0.0, 1.0)
-        image = tf.ensure_shape(image, (*static, channels))
-        return image, label
+    def load(fpath):
+        return tf.ensure_shape(decode_file(fpath, channels, size), shape)
 
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(files), tf.constant(labels, dtype=tf.int32))
-    )
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
-    ds.class_names = class_names
-    ds.skipped_files = skipped
+    files = tf.constant(listing["files"])
+    if listing["labels"] is None:
+        ds = tf.data.Dataset.from_tensor_slices(files).map(
+            load, num_parallel_calls=tf.data.AUTOTUNE
+        )
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(listing["labels"])))
+        ds = ds.map(lambda f, y: (load(f), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.ignore_errors(log_warning=True)
+    ds.class_names = listing["class_names"]
+    ds.skipped_files = listing["skipped"]
     return ds
 
 

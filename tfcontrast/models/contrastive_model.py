@@ -142,7 +142,9 @@ class ContrastiveModel(keras.Model):
         self.online_probe_classes = online_probe_classes
         self.online_probe = None
         if online_probe_classes is not None:
-            _checks.integer("online_probe_classes", online_probe_classes, "ContrastiveModel", least=2)
+            _checks.integer(
+                "online_probe_classes", online_probe_classes, "ContrastiveModel", least=2
+            )
             self.online_probe = keras.layers.Dense(int(online_probe_classes), name="online_probe")
             self.online_probe_accuracy = keras.metrics.SparseCategoricalAccuracy(
                 name="online_probe_accuracy"

@@ -135,8 +135,10 @@ class Recipe:
         overrides = {k: v for k, v in overrides.items() if v is not None}
         options.update(overrides.pop("options", {}) or {})
         settings.update(overrides)
-        if "batch_size" not in overrides and settings.get("per_class") and settings.get(
-            "classes_per_batch"
+        if (
+            "batch_size" not in overrides
+            and settings.get("per_class")
+            and settings.get("classes_per_batch")
         ):
             # P x K batches: the batch size follows from them unless it is set too.
             settings["batch_size"] = int(settings["classes_per_batch"]) * int(settings["per_class"])
@@ -453,35 +455,54 @@ def compile_model(model, recipe: Recipe, num_examples: int) -> None:
 
 def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0, seed=0):
     """Trains `model` on images `x` (labels `y` are used only when the algorithm needs
-    them) for the recipe's epochs and batch size; returns the `History` (of the last
-    stage, with `unfreeze_after`).
+    them, or for the online probe) for the recipe's epochs and batch size; returns the
+    `History` (of the last stage, with `unfreeze_after`).
+
+    `x` is an array of images, or a `tfcontrast.data.ImageSource` (then `y` is the
+    source's labels): a source is streamed, decoded batch by batch and reshuffled every
+    epoch from `seed`, so a collection of any size trains without being held in memory.
 
     With `per_class` the batches are P x K (`tfcontrast.data.class_balanced`, drawn from
-    `seed`), `recipe.steps_per_epoch(len(x))` of them per epoch.
+    `seed`), `recipe.steps_per_epoch(N)` of them per epoch.
 
     With `unfreeze_after=N`, the first N epochs train the heads on the frozen backbone;
     then the backbone is unfrozen and the model compiled again (a fresh optimiser whose
     warm-up and cosine decay span the remaining epochs) and training goes on from epoch N.
     """
-    epochs = recipe.epochs_for(len(x))
-    labels = y if model.algorithm.needs_labels or model.online_probe is not None else None
+    streamed = hasattr(x, "batches")  # an ImageSource
+    if streamed:
+        if y is not None:
+            raise ValueError("recipes.fit: pass `y` only with an array `x`; a source has labels.")
+        y = x.labels
+    num_examples = len(x)
+    epochs = recipe.epochs_for(num_examples)
+    use_labels = model.algorithm.needs_labels or model.online_probe is not None
     stages = [epochs]
     if recipe.unfreeze_after is not None and recipe.unfreeze_after < epochs:
         stages = [recipe.unfreeze_after, epochs]
-    data = dict(x=x, y=labels, batch_size=recipe.batch_size)
     if recipe.per_class is not None:
-        from tfcontrast.data import class_balanced
+        steps = recipe.steps_per_epoch(num_examples)
+        if streamed:
+            batches = x.class_balanced(recipe.classes_per_batch, recipe.per_class, seed=seed)
+        else:
+            from tfcontrast.data import class_balanced
 
-        batches = class_balanced(
-            x, y, recipe.classes_per_batch, recipe.per_class, seed=seed
-        )
-        data = dict(x=batches, steps_per_epoch=recipe.steps_per_epoch(len(x)), shuffle=False)
+            batches = class_balanced(x, y, recipe.classes_per_batch, recipe.per_class, seed=seed)
+        data = dict(x=batches, steps_per_epoch=steps, shuffle=False)
+    elif streamed:
+        # Repeated, with the epoch's length given: Keras then neither warns that the input
+        # ran out nor loses the epoch count when an unreadable file was skipped.
+        batches = x.batches(recipe.batch_size, seed=seed, labels=use_labels).repeat()
+        steps = -(-num_examples // recipe.batch_size)
+        data = dict(x=batches, steps_per_epoch=steps, shuffle=False)
+    else:
+        data = dict(x=x, y=y if use_labels else None, batch_size=recipe.batch_size)
     history, start = None, 0
     for stage, end in enumerate(stages):
         if stage:  # unfreeze: every weight trains from here on
             model.backbone.trainable = True
             remaining = recipe.replace(epochs=end - start)
-            model.compile(optimizer=optimizer(remaining, len(x)))
+            model.compile(optimizer=optimizer(remaining, num_examples))
         history = model.fit(
             **data,
             epochs=end,
