@@ -34,6 +34,9 @@ DIGITS_SSL = [
     "simsiam_digits",
     "vicreg_digits",
     "barlow_twins_digits",
+    "dino_digits",
+    "swav_digits",
+    "nnclr_digits",
 ]
 
 
@@ -50,6 +53,8 @@ def test_contrastive_model_digits(name, monkeypatch):
         assert is_accuracy(result[key]), (key, result[key])
     # Even one tiny epoch keeps the features informative (chance is 0.1).
     assert result["knn_accuracy"] > 0.3
+    if name == "dino_digits":  # the online probe, scored on the clean test digits
+        assert is_accuracy(result["online_probe_accuracy"])
 
 
 @pytest.mark.parametrize("argv", [["--smoke"], ["--smoke", "--xbm"]], ids=["batch", "xbm"])
