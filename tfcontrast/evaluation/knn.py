@@ -19,11 +19,11 @@ import numpy as np
 
 from tfcontrast import _checks
 from tfcontrast._normalization import l2_normalize_numpy
+from tfcontrast._search import exact_search
 from tfcontrast.evaluation._common import (
     as_embeddings,
     as_labels,
 )
-from tfcontrast.retrieval.index import exact_search
 
 _OWNER = "knn_accuracy"
 

@@ -55,7 +55,6 @@ import numpy as np
 from tfcontrast._normalization import l2_normalize_numpy
 from tfcontrast.retrieval import backends
 from tfcontrast.retrieval.backends import check_finite
-from tfcontrast.retrieval.backends import exact_search as exact_search  # knn imports it here
 from tfcontrast.retrieval.calibration import (
     CalibrationResult,
     MatchResult,
