@@ -70,3 +70,44 @@ def test_save_and_load_restore_every_weight(name, digits, tmp_path):  # noqa: F8
     np.testing.assert_allclose(
         restored.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0), rtol=1e-5, atol=1e-5
     )
+
+
+def test_cross_batch_memory_is_model_state_written_in_training_only(digits, tmp_path):  # noqa: F811
+    from tfcontrast.losses import CrossBatchMemory, MultiSimilarityLoss
+
+    x, y = digits
+    views = noisy_views(x[:32], 0.1, seed=1)
+
+    def trained(validate):
+        model = make_model(algorithms.Metric(CrossBatchMemory(MultiSimilarityLoss(), 48)))
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        model.fit(
+            x[:64],
+            y[:64],
+            batch_size=32,
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+            validation_data=(views, y[:32]) if validate else None,
+        )
+        return model
+
+    plain, validated = trained(False), trained(True)
+    memory = plain.cross_batch_memory
+    assert int(keras.ops.convert_to_numpy(memory.filled)) == 48  # 2 steps of 2 x 32 views
+    for (path, a), (_, b) in zip(weights(plain), weights(validated)):
+        np.testing.assert_array_equal(a, b, err_msg=path)
+    before = weights(validated)
+    validated.evaluate(views, y[:32], batch_size=16, verbose=0)
+    for (path, a), (_, b) in zip(before, weights(validated)):
+        np.testing.assert_array_equal(a, b, err_msg=path)
+
+    path = tmp_path / "xbm.keras"
+    plain.save(path)
+    restored = keras.saving.load_model(path).cross_batch_memory
+    for name in ("buffer", "labels", "filled", "pointer"):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(getattr(restored, name)),
+            keras.ops.convert_to_numpy(getattr(memory, name)),
+            err_msg=name,
+        )

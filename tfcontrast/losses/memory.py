@@ -33,13 +33,16 @@ class CrossBatchMemory(MetricLoss):
     both compile.
 
     Notes:
-        - The variables are created on the first call, or in `__init__` when
-          `embedding_dim` is given (do that inside `strategy.scope()` under
-          `tf.distribute`). They belong to the loss, not to the model: they are not saved
-          with it (the memory restarts empty), and on the JAX backend, where `fit` only
-          carries the model's state, the memory is not updated inside `fit`.
-        - The loss cannot tell training from evaluation: `evaluate` and validation
-          batches are enqueued too.
+        - In a `ContrastiveModel` (`algorithm=Metric(CrossBatchMemory(...))`) the memory
+          is the model's state, like MoCo's queue: created with the projection's width,
+          saved and restored with the model, carried by `fit` on every backend, and
+          written in training steps only (`evaluate` and validation read it).
+        - Used as the loss of a plain `compile`, the variables are created on the first
+          call, or in `__init__` when `embedding_dim` is given (do that inside
+          `strategy.scope()` under `tf.distribute`); they belong to the loss (not saved
+          with the model, not updated by JAX's `fit`), and since a loss cannot tell
+          training from evaluation, evaluation batches are enqueued too unless
+          `update_memory` is set to False.
         - The paper starts using the memory after a warm-up of plain batch training;
           train with `loss` first and switch to `CrossBatchMemory(loss)` to do that.
 
@@ -84,6 +87,9 @@ class CrossBatchMemory(MetricLoss):
         self.memory_size = _checks.integer("memory_size", memory_size, owner, whole_floats=True)
         self.embedding_dim = None
         self.memory_queue = None
+        # Whether a call writes its batch into the memory. `ContrastiveModel` (the
+        # `metric` algorithm) sets it from `training`, so evaluation leaves the memory alone.
+        self.update_memory = True
         if embedding_dim is not None:
             self._build(_checks.integer("embedding_dim", embedding_dim, owner, whole_floats=True))
 
@@ -150,7 +156,8 @@ class CrossBatchMemory(MetricLoss):
             ops.concatenate([ref_embeddings, memory_embeddings], axis=0),
             offset,
         )
-        self.enqueue(ref_labels, ref_embeddings)
+        if self.update_memory:
+            self.enqueue(ref_labels, ref_embeddings)
         return losses
 
     def compute(self, labels, embeddings, ref_labels, ref_embeddings, offset):

@@ -115,6 +115,14 @@ class Metric(Algorithm):
         self.num_classes = num_classes
 
     def build(self, model, projection_dim):
+        from tfcontrast.losses import CrossBatchMemory
+
+        if isinstance(self.loss, CrossBatchMemory):
+            # The memory is model state, like MoCo's queue: saved and restored with the
+            # model, carried by every backend's `fit`, written in training steps only.
+            if self.loss.memory_queue is None:
+                self.loss._build(projection_dim)
+            model.cross_batch_memory = self.loss.memory_queue
         if self.proxy_loss is None:
             return
         if self.num_classes is None:
@@ -136,4 +144,6 @@ class Metric(Algorithm):
         projection = outputs["projection"]  # (B, V, D)
         views = int(projection.shape[1])
         flat = ops.reshape(projection, (-1, projection.shape[-1]))
+        if hasattr(self.loss, "update_memory"):  # CrossBatchMemory: read-only when evaluating
+            self.loss.update_memory = bool(training)
         return self.loss(ops.repeat(labels, views, axis=0), flat)
