@@ -145,6 +145,23 @@ def test_shuffled_batches_cover_every_example_once_per_epoch_cached_or_not(tmp_p
         assert not np.array_equal(epochs[0], epochs[1])  # reshuffled each epoch
 
 
+def test_batches_without_a_seed_cache_nothing(tmp_path, images):
+    # A pass without a seed (embedding) is read once: a cache would hold every decoded
+    # image (up to `cache_bytes`) for the dataset's life for nothing. A second pass over
+    # the same dataset reads the files again, so it sees them rewritten.
+    x, _ = images
+    paths = [_write(tmp_path / "flat" / f"{i:02d}.png", im) for i, im in enumerate(x)]
+    source = open_source(str(tmp_path / "flat"))
+    assert source._cached()  # small enough to cache when training
+    ds = source.batches(5)
+    first = np.concatenate(list(ds.as_numpy_iterator()))
+    np.testing.assert_allclose(first, x / 255.0, atol=1e-6)
+    for path, im in zip(paths, x):
+        Image.fromarray(255 - im).save(path)
+    second = np.concatenate(list(ds.as_numpy_iterator()))
+    np.testing.assert_allclose(second, (255 - x) / 255.0, atol=1e-6)
+
+
 def test_class_balanced_batches_decode_the_drawn_files(tmp_path, images):
     x, y = images
     for i, (im, label) in enumerate(zip(x, y)):

@@ -205,7 +205,10 @@ class ImageSource:
             if not labels and isinstance(ds.element_spec, tuple):
                 ds = ds.map(lambda record, _: record)
             shuffle_buffer = min(len(self), 10_000)
-        cached = self._cached()
+        # Only training (a seed) iterates one dataset for epoch after epoch; a pass without
+        # a seed (embedding, `arrays`) would fill a cache of up to `cache_bytes` that is never
+        # read again and lives as long as the dataset.
+        cached = shuffle_seed is not None and self._cached()
         if shuffle_seed is not None and not cached:  # shuffle keys before decoding
             ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
         decode = (lambda key, y: (self._decode(key), y)) if labels else self._decode
