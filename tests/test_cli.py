@@ -172,6 +172,91 @@ def test_keras_application_backbone_from_its_weights_file(tmp_path, digits_npz, 
     assert metrics["epochs"] == 2 and np.isfinite(metrics["final_loss"])
 
 
+def test_lora_fine_tunes_the_adapters_only(tmp_path, digits_npz, capsys):
+    # --lora_rank on a pretrained backbone: its kernels change only through the trained
+    # low-rank updates (merged into the saved kernels); biases and BatchNorm stay as loaded.
+    import keras
+
+    weights = str(tmp_path / "mobilenet.weights.h5")
+    pretrained = keras.applications.MobileNetV3Small(
+        include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg"
+    )
+    pretrained.save_weights(weights)
+    run_dir = tmp_path / "run"
+    parse(
+        f"--data={digits_npz}",
+        f"--run_dir={run_dir}",
+        "--backbone=MobileNetV3Small",
+        f"--weights={weights}",
+        "--lora_rank=2",
+        "--image_size=32",
+        "--epochs=1",
+        "--batch_size=64",
+        "--export=false",
+        "--verbose=0",
+    )
+    cli.main(["tfcontrast", "train"])
+    assert "LoRA rank 2:" in capsys.readouterr().out
+    trained = keras.saving.load_model(run_dir / "model.keras").backbone
+    inner = next(layer for layer in trained.layers if isinstance(layer, keras.Model))
+    changed_kernels = 0
+    for layer in (layer for layer in pretrained.layers if layer.weights):
+        after = inner.get_layer(layer.name)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+                np.testing.assert_array_equal(
+                    getattr(after, name).numpy(), getattr(layer, name).numpy()
+                )
+        elif isinstance(layer, keras.layers.Conv2D) and not isinstance(
+            layer, keras.layers.DepthwiseConv2D
+        ):
+            assert after.lora_enabled, layer.name
+            if layer.bias is not None:
+                np.testing.assert_array_equal(after.bias.numpy(), layer.bias.numpy())
+            changed_kernels += not np.array_equal(after.kernel.numpy(), layer.kernel.numpy())
+    assert changed_kernels > 0  # the adapters trained
+
+
+def test_kerashub_preset_backbone_trains_exports_and_reloads(tmp_path, digits_npz, capsys):
+    # A KerasHub image backbone saved as a local preset (weights and image converter), as a
+    # downloaded preset would be: trained with LoRA, exported, and reloaded by `evaluate`.
+    keras_hub = pytest.importorskip("keras_hub")  # in the test extra: CI always runs this
+
+    preset = str(tmp_path / "tiny_resnet")
+    hub_backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 16],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+        use_pre_activation=False,
+        image_shape=(None, None, 3),
+    )
+    hub_backbone.save_to_preset(preset)
+    keras_hub.layers.ResNetImageConverter(image_size=(16, 16), scale=1 / 255.0).save_to_preset(
+        preset
+    )
+    run_dir = tmp_path / "run"
+    parse(
+        f"--data={digits_npz}",
+        f"--run_dir={run_dir}",
+        f"--backbone={preset}",
+        "--lora_rank=2",
+        "--epochs=1",
+        "--batch_size=64",
+        f"--export_dir={tmp_path / 'exports'}",
+        "--name=hub",
+        "--verbose=0",
+    )
+    metrics = cli.main(["tfcontrast", "train"])
+    out = capsys.readouterr().out
+    assert "kerashub_tiny_resnet backbone" in out and "LoRA rank 2:" in out
+    assert metrics["export"]["saved_model"]["passed"] and metrics["export"]["tflite"]["passed"]
+    evaluation = cli.main(["tfcontrast", "evaluate"])  # model.keras reloads with its layers
+    assert evaluation["1nn_accuracy"] == pytest.approx(metrics["model"]["1nn_accuracy"], abs=1e-6)
+
+
 def test_unlabelled_data_reports_no_accuracy(tmp_path, capsys):
     path = tmp_path / "unlabelled.npz"
     np.savez(path, x=(load_digits().images[:120] / 16.0).astype("float32"))
@@ -186,6 +271,18 @@ def test_unlabelled_data_reports_no_accuracy(tmp_path, capsys):
     metrics = cli.main(["tfcontrast", "train"])
     assert "model" not in metrics and "raw_pixels" not in metrics
     assert "no labels: the embedding's accuracy cannot be measured" in capsys.readouterr().out
+
+
+def _junk(tmp_path):
+    path = tmp_path / "junk.weights.h5"
+    path.write_bytes(b"not weights")
+    return str(path)
+
+
+def _unlabelled(tmp_path):
+    path = tmp_path / "unlabelled.npz"
+    np.savez(path, x=np.zeros((40, 8, 8), "uint8"))
+    return str(path)
 
 
 def _npz(tmp_path, **arrays):
@@ -213,6 +310,16 @@ def _npz(tmp_path, **arrays):
             "--classes_per_batch: .*hold 10 classes",
         ),
         (lambda t: ["--strategy=tpu", "--mixed_precision=mixed_float16"], "contradict"),
+        (
+            lambda t: ["--backbone=MobileNetV3Small"],  # the digits are 8x8
+            "--backbone: backbone MobileNetV3Small on 8x8 images: .*at least 32x32.*image_size",
+        ),
+        (
+            lambda t: ["--backbone=MobileNetV3Small", "--image_size=32", f"--weights={_junk(t)}"],
+            "--weights: the weights file .* does not fit backbone MobileNetV3Small",
+        ),
+        (lambda t: ["--backbone=ResNet50", "--lora_rank=4"], "--lora_rank: .*pretrained"),
+        (lambda t: ["--online_probe", f"--data={_unlabelled(t)}"], "--online_probe: .*labels"),
         (lambda t: [_npz(t, x=np.zeros((0, 8, 8), "uint8"))], "--data: .*`x` is empty"),
         (
             lambda t: [_npz(t, x=np.zeros((10, 8, 8), "uint8"), y=np.zeros(9, "int64"))],

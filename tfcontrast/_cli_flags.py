@@ -70,7 +70,8 @@ flags.DEFINE_string(
     "auto (the default: a small-image ResNet-18, or a small ConvNet below 16 px), "
     "cifar_resnet18, small_convnet, or any keras.applications model by name (ResNet50, "
     "EfficientNetV2B0, MobileNetV3Small, ConvNeXtTiny, ...; its input preprocessing is "
-    "inside the model, so exports take raw pixels).",
+    "inside the model, so exports take raw pixels), or the directory of a KerasHub image "
+    "backbone preset (with its weights and image converter; needs keras-hub).",
 )
 flags.DEFINE_integer(
     "width", None, "Base width of a small-image backbone (recipe default if unset)."
@@ -89,6 +90,24 @@ flags.DEFINE_integer(
     None,
     "With --freeze_backbone: unfreeze the backbone after this many epochs (a fresh "
     "optimiser schedule for the rest of the run).",
+)
+flags.DEFINE_integer(
+    "lora_rank",
+    None,
+    "With --weights: fine-tune the pretrained backbone through LoRA adapters of this rank "
+    "(every other backbone weight frozen).",
+)
+flags.DEFINE_integer(
+    "local_views",
+    None,
+    "Multi-crop: this many small local crops besides the two global views (DINO, SwAV, "
+    "SimCLR, SupCon, metric).",
+)
+flags.DEFINE_bool(
+    "online_probe",
+    None,
+    "Train a linear classifier on the stopped backbone features from the labels while "
+    "training; its accuracy is logged every epoch.",
 )
 flags.DEFINE_string(
     "augmentation",
@@ -171,7 +190,9 @@ MODEL_FLAGS = (
     "weights",
     "freeze_backbone",
     "unfreeze_after",
+    "lora_rank",
     "augmentation",
+    "local_views",
     "projection_dim",
     "hidden_dim",
     "serve",
@@ -183,6 +204,7 @@ SCHEDULE_FLAGS = (
     "per_class",
     "learning_rate",
     "weight_decay",
+    "online_probe",
 )
 RECIPE_FLAGS = MODEL_FLAGS + SCHEDULE_FLAGS
 

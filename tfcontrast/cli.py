@@ -500,6 +500,7 @@ def _load_run():
     import keras
 
     from tfcontrast._cli_run_dir import check_keras_file
+    from tfcontrast.models import backbones
 
     path = os.path.join(_run_dir(), "model.keras")
     config_path = os.path.join(_run_dir(), "config.json")
@@ -510,6 +511,8 @@ def _load_run():
         )
     config = _read_config(config_path)
     check_keras_file(path)
+    if backbones.is_preset(config.get("backbone") or ""):
+        import keras_hub  # noqa: F401 - registers the layers the saved model holds
     return keras.saving.load_model(path), config
 
 

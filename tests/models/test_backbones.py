@@ -89,7 +89,7 @@ def test_application_backbone_loads_a_weights_file(tmp_path):
 
 
 def test_application_errors_name_the_fix():
-    with pytest.raises(ValueError, match="at least 32x32.*--image_size"):
+    with pytest.raises(ValueError, match="at least 32x32.*image_size"):
         backbones.get("ResNet50", (16, 16, 1))
     with pytest.raises(ValueError, match="1 or 3 channels"):
         backbones.get("ResNet50", (32, 32, 2))

@@ -1,5 +1,6 @@
 """Backbones: a CIFAR-style ResNet-18 and a small ConvNet for small images trained from
-scratch, and every `keras.applications` model, pretrained or not.
+scratch, every `keras.applications` model, pretrained or not, and KerasHub image
+backbones saved as local presets.
 
 All are Functional models that map raw images `(H, W, C)` with values in [0, 1] to a
 feature vector, so they can be cloned for momentum encoders and exported with a signature
@@ -15,12 +16,15 @@ convnet = backbones.small_convnet((8, 8, 1))       # 128-d features, for digits
 # A keras.applications model, its own input preprocessing inside, ImageNet weights
 # (or None, or the path of a weights file):
 efficient = backbones.get("EfficientNetV2B0", (96, 96, 3), weights="imagenet")
+# A KerasHub image backbone from a preset directory (needs `pip install keras-hub`):
+hub = backbones.get("presets/resnet_18_imagenet", (96, 96, 3))
 ```
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 
 import keras
 from keras import layers, ops
@@ -119,6 +123,10 @@ class ApplicationPreprocessing(keras.layers.Layer):
         return {**super().get_config(), "application": self.application}
 
 
+class WeightsError(ValueError):
+    """A weights file that cannot be read, or does not fit the backbone."""
+
+
 def application(name: str, input_shape, weights=None) -> keras.Model:
     """A `keras.applications` model (`include_top=False`, average pooling) that takes raw
     images in [0, 1], 1 or 3 channels, with its input preprocessing inside.
@@ -137,18 +145,107 @@ def application(name: str, input_shape, weights=None) -> keras.Model:
     height, width, channels = (int(v) for v in input_shape[-3:])
     if channels not in (1, 3):
         raise ValueError(f"backbone {name}: images must have 1 or 3 channels; received {channels}.")
+    weights_file = weights not in (None, "imagenet")
     try:
         network = getattr(keras.applications, name)(
-            include_top=False, weights=weights, input_shape=(height, width, 3), pooling="avg"
+            include_top=False,
+            weights=None if weights_file else weights,
+            input_shape=(height, width, 3),
+            pooling="avg",
         )
     except ValueError as error:  # e.g. "input must be at least 32x32"
         raise ValueError(
-            f"backbone {name} on {height}x{width} images: {error} Resize the images "
-            "(`--image_size`) or choose another backbone."
+            f"backbone {name} on {height}x{width} images: {str(error).rstrip('. ')}. Resize "
+            "the images (`image_size`) or choose another backbone."
         ) from None
+    if weights_file:
+        try:
+            network.load_weights(weights)
+        except (OSError, ValueError) as error:
+            raise WeightsError(
+                f"the weights file {weights!r} does not fit backbone {name} "
+                f"(include_top=False) on {height}x{width} images: "
+                f"{str(error).splitlines()[0]}"
+            ) from None
     inputs = keras.Input((height, width, channels), name="images")
     x = ApplicationPreprocessing(name, name="preprocessing")(inputs)
     return keras.Model(inputs, network(x), name=name.lower())
+
+
+@keras.saving.register_keras_serializable(package="tfcontrast")
+class PixelScale(keras.layers.Layer):
+    """Raw images in [0, 1] to [0, 255], gray images repeated to `channels` channels."""
+
+    def __init__(self, channels: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+
+    def call(self, images):
+        if images.shape[-1] != self.channels:
+            images = ops.repeat(images, self.channels, axis=-1)
+        return ops.cast(images, self.compute_dtype) * 255.0
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.channels,)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+def is_preset(name: str) -> bool:
+    """Whether `name` is a local KerasHub preset directory (one holding `config.json`)."""
+    return os.path.isfile(os.path.join(name, "config.json"))
+
+
+def kerashub(preset: str, input_shape) -> keras.Model:
+    """A KerasHub image backbone from a local preset directory, with its weights, taking
+    raw images in [0, 1] (1 or 3 channels): scaled to [0, 255], then the preset's own
+    `ImageConverter` (its resizing, scale and offset) when it has one, then the backbone,
+    whose feature map (or tokens) is average-pooled to a vector.
+
+    A preset directory is what `save_to_preset` writes, or a downloaded preset
+    (`config.json`, `model.weights.h5`, optionally `image_converter.json`).
+    """
+    try:
+        import keras_hub
+    except ImportError:
+        raise ValueError(
+            f"backbone {preset!r} is a KerasHub preset; install keras-hub to use it "
+            "(pip install keras-hub)."
+        ) from None
+    try:
+        network = keras_hub.models.Backbone.from_preset(preset)
+    except Exception as error:  # noqa: BLE001 - KerasHub raises many kinds here
+        raise ValueError(
+            f"backbone {preset!r}: not a readable KerasHub backbone preset ({error})."
+        ) from None
+    spec = network.input_shape
+    if not (isinstance(spec, tuple) and len(spec) == 4):
+        raise ValueError(
+            f"backbone {preset!r}: {type(network).__name__} is not an image backbone; "
+            f"expected one that takes (batch, height, width, channels) images, received "
+            f"inputs {spec}."
+        )
+    height, width, channels = (int(v) for v in input_shape[-3:])
+    if channels not in (1, 3):
+        raise ValueError(
+            f"backbone {preset!r}: images must have 1 or 3 channels; received {channels}."
+        )
+    inputs = keras.Input((height, width, channels), name="images")
+    x = PixelScale(int(spec[-1] or 3), name="pixel_scale")(inputs)
+    if os.path.isfile(os.path.join(preset, "image_converter.json")):
+        x = keras_hub.layers.ImageConverter.from_preset(preset, name="image_converter")(x)
+    features = network(x)
+    pool = {4: layers.GlobalAveragePooling2D, 3: layers.GlobalAveragePooling1D}.get(
+        len(features.shape)
+    )
+    if pool is None:
+        raise ValueError(
+            f"backbone {preset!r}: {type(network).__name__} returns {features.shape}; "
+            "expected a feature map or a sequence of tokens."
+        )
+    name = os.path.basename(os.path.normpath(preset))
+    return keras.Model(inputs, pool(name="pool")(features), name=f"kerashub_{name}")
 
 
 _BACKBONES = {
@@ -170,15 +267,23 @@ def is_application(name: str) -> bool:
 
 
 def is_known(name: str) -> bool:
-    return name in _BACKBONES or is_application(name)
+    return name in _BACKBONES or is_application(name) or is_preset(name)
 
 
 def get(name: str, input_shape, weights=None, **kwargs) -> keras.Model:
     """Builds a backbone by name (see `names()`) for `input_shape`.
 
     `weights` (`None`, `"imagenet"` or a weights file) applies to `keras.applications`
-    models; `kwargs` (e.g. `width`) to the small-image backbones.
+    models; `kwargs` (e.g. `width`) to the small-image backbones. A KerasHub preset
+    directory (`is_preset`) brings its own weights.
     """
+    if is_preset(name):
+        if weights is not None or kwargs:
+            raise ValueError(
+                f"backbone {name!r}: a KerasHub preset brings its own weights and "
+                f"architecture; received weights={weights!r}, {kwargs}."
+            )
+        return kerashub(name, input_shape)
     if name in _BACKBONES:
         if weights is not None:
             raise ValueError(

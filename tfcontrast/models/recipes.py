@@ -59,8 +59,9 @@ class Recipe:
         options: keyword arguments of the algorithm (e.g. `{"temperature": 0.2}`).
         backbone: a backbone name (`tfcontrast.models.backbones.names()`: the
             small-image ResNet-18 and ConvNet, and every `keras.applications` model such
-            as `"ResNet50"` or `"EfficientNetV2B0"`) or `"auto"`: `choose_backbone` picks
-            one from the image size.
+            as `"ResNet50"` or `"EfficientNetV2B0"`), the path of a KerasHub preset
+            directory (an image backbone with its weights; needs keras-hub), or
+            `"auto"`: `choose_backbone` picks one from the image size.
         width: the base width of a small-image backbone (`None`: the recipe's width for
             that backbone, `RECIPE_WIDTHS`, else the backbone's own default).
         weights: weights of a `keras.applications` backbone: `None` (from scratch),
@@ -69,6 +70,10 @@ class Recipe:
             statistics) frozen...
         unfreeze_after: ...for this many epochs, then the whole network (`None`: frozen
             for the whole run).
+        lora_rank: fine-tune a pretrained backbone (`weights`) through rank-`r` LoRA
+            adapters on its Dense and convolution kernels, every other backbone weight
+            (and BatchNorm statistic) frozen (`tfcontrast.models.enable_lora`); `None`
+            for none.
         augmentation: an augmentation preset name or `"auto"`
             (`tfcontrast.layers.augmentation.preset_names()`).
         local_views: multi-crop: this many small local crops besides the two global
@@ -105,6 +110,7 @@ class Recipe:
     weights: str | None = None
     freeze_backbone: bool = False
     unfreeze_after: int | None = None
+    lora_rank: int | None = None
     augmentation: str = "auto"
     local_views: int = 0
     hidden_dim: int = 256
@@ -181,16 +187,18 @@ class Recipe:
         ):
             value = getattr(self, name)
             if value != "auto" and not (ok(value) if ok else value in known):
+                also = ", or a KerasHub preset directory" if name == "backbone" else ""
                 raise RecipeError(
-                    name, f"Recipe: unknown `{name}` {value!r}; expected 'auto' or one of {known}."
+                    name,
+                    f"Recipe: unknown `{name}` {value!r}; expected 'auto' or one of {known}{also}.",
                 )
-        if self.weights is not None and self.backbone in ("auto", *RECIPE_WIDTHS):
+        if self.weights is not None and not backbones_lib.is_application(self.backbone):
             raise RecipeError(
                 "weights",
                 f"Recipe: `weights` ({self.weights!r}) need a keras.applications backbone; "
                 f"the backbone is {self.backbone!r}.",
             )
-        if self.width is not None and backbones_lib.is_application(self.backbone):
+        if self.width is not None and self.backbone not in ("auto", *RECIPE_WIDTHS):
             raise RecipeError(
                 "width",
                 f"Recipe: `width` applies to the small-image backbones, not {self.backbone}.",
@@ -205,6 +213,14 @@ class Recipe:
             raise RecipeError(
                 "unfreeze_after", "Recipe: `unfreeze_after` needs `freeze_backbone=True`."
             )
+        pretrained = self.weights is not None or backbones_lib.is_preset(self.backbone)
+        if self.lora_rank is not None and (not pretrained or self.freeze_backbone):
+            raise RecipeError(
+                "lora_rank",
+                "Recipe: `lora_rank` adapts a pretrained backbone (`weights`, or a KerasHub "
+                f"preset; received {self.weights!r}) and trains the adapters, which "
+                f"contradicts `freeze_backbone` ({self.freeze_backbone}).",
+            )
         for name in (
             "batch_size",
             "classes_per_batch",
@@ -215,6 +231,7 @@ class Recipe:
             "width",
             "epochs",
             "unfreeze_after",
+            "lora_rank",
             "local_views",
         ):
             least = {"batch_size": 2, "classes_per_batch": 2, "local_views": 0}.get(name, 1)
@@ -405,7 +422,21 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None, labels=
     backbone_kwargs = {} if width is None else {"width": width}
     # Local crops are smaller than the images: the backbone then takes any size.
     input_shape = (None, None, image_shape[-1]) if recipe.local_views else image_shape
-    network = backbones_lib.get(backbone, input_shape, weights=recipe.weights, **backbone_kwargs)
+    try:
+        network = backbones_lib.get(
+            backbone, input_shape, weights=recipe.weights, **backbone_kwargs
+        )
+    except backbones_lib.WeightsError as error:
+        raise RecipeError("weights", str(error)) from None
+    except ValueError as error:  # e.g. images smaller than the application takes
+        raise RecipeError("backbone", str(error)) from None
+    if recipe.lora_rank is not None:
+        from tfcontrast.models.lora import enable_lora
+
+        adapters = enable_lora(network, recipe.lora_rank)
+        note += (
+            f"\nLoRA rank {recipe.lora_rank}: {adapters:,} adapter weights train in the backbone"
+        )
     if recipe.freeze_backbone:
         network.trainable = False
         note += "\nbackbone frozen" + (
