@@ -27,12 +27,18 @@ same `ContrastiveModel`, recipe and epochs as `tfcontrast train --algorithm=metr
     python benchmarks/bench_quality.py --split val --datasets usps --rows simclr \\
         --set options.temperature=0.2 --set epochs=50           # one tuning run
     python benchmarks/bench_quality.py --quick                  # 1 epoch each, smoke
+
+Multi-crop rows: `--set local_views=4` adds 4 local crops (`Recipe.local_views`, crops of
+the library's default size and scale); `--set local_size=16 --set "local_scale=(0.3, 0.6)"`
+sets their side and area fraction (arguments of `multi_crop_preset` that the recipe does
+not expose; the benchmark passes them through and records them in the row).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import sys
@@ -99,10 +105,37 @@ METRIC_ROWS = {
 }
 
 
-def train(row: str, recipe, x, y, seed: int):
+# `--set` keys of the benchmark itself (not `Recipe` fields): the local crops' side and
+# area fraction, passed to `multi_crop_preset` when the recipe has `local_views`.
+CROP_KEYS = ("local_size", "local_scale")
+
+
+@contextlib.contextmanager
+def _local_crops(crops: dict):
+    """`recipes.build_model` builds its multi-crop views with `crops` as the arguments
+    of `multi_crop_preset` (the recipe has no field for them)."""
+    if not crops:
+        yield
+        return
+    from tfcontrast.layers import augmentation as augmentation_lib
+
+    original = augmentation_lib.multi_crop_preset
+
+    def multi_crop_preset(*args, **kwargs):
+        return original(*args, **{**kwargs, **crops})
+
+    augmentation_lib.multi_crop_preset = multi_crop_preset
+    try:
+        yield
+    finally:
+        augmentation_lib.multi_crop_preset = original
+
+
+def train(row: str, recipe, x, y, seed: int, crops: dict | None = None):
     """A trained model whose `predict` gives the served embedding, and its note."""
     keras.utils.set_random_seed(seed)
-    model, note = recipes.build_model(recipe, x.shape[1:], seed=seed, sample=x, labels=y)
+    with _local_crops(crops or {}):
+        model, note = recipes.build_model(recipe, x.shape[1:], seed=seed, sample=x, labels=y)
     recipes.compile_model(model, recipe, len(x))
     recipes.fit(model, recipe, x, y)
     return model, note
@@ -169,6 +202,9 @@ def main(argv=None):
 
     tf.get_logger().setLevel("ERROR")  # predict's retracing notes for each new model
     overrides, options = _parse_set(args.set)
+    crops = {key: overrides.pop(key) for key in CROP_KEYS if key in overrides}
+    if crops and not overrides.get("local_views"):
+        parser.error(f"--set {'/'.join(crops)} needs --set local_views=N (N >= 1)")
     if args.quick:
         overrides["epochs"] = 1
     if args.online_probe:
@@ -192,7 +228,7 @@ def main(argv=None):
         for row in args.rows.split(","):
             recipe = recipe_for(row, overrides, options)
             start, cpu = time.perf_counter(), time.process_time()
-            model, note = train(row, recipe, x, y, args.seed)
+            model, note = train(row, recipe, x, y, args.seed, crops)
             wall, cpu = time.perf_counter() - start, time.process_time() - cpu
             emb = embed(model, recipe, x), embed(model, recipe, x_eval)
             record = {
@@ -201,6 +237,7 @@ def main(argv=None):
                 "recipe": recipe.to_dict(),
                 "epochs": recipe.epochs_for(len(x)),
                 "augmentation": note,
+                **({"local_crops": crops} if crops else {}),
                 "wall_seconds": round(wall, 1),
                 "cpu_seconds": round(cpu, 1),
                 **scores(emb[0], y, emb[1], y_eval),
@@ -226,16 +263,19 @@ def main(argv=None):
 
 
 def table(results) -> str:
-    lines = [
-        "| data | row | epochs | CPU s | wall s | 1-NN | 10 labels/class 1-NN | linear probe |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    """The run's rows; with `--online_probe`, the online probe beside the offline one."""
+    online = any("online_probe" in r for r in results["rows"])
+    header = "| data | row | epochs | CPU s | wall s | 1-NN | 10 labels/class 1-NN | linear probe |"
+    lines = [header + (" online probe |" if online else ""), "|---" * (9 if online else 8) + "|"]
     for r in results["rows"]:
-        lines.append(
+        line = (
             f"| {r['dataset']} | {r['row'].replace('_', ' ')} | {r.get('epochs', '')} | "
             f"{r.get('cpu_seconds', '')} | {r.get('wall_seconds', '')} | {r['1nn']:.3f} | "
             f"{r['10_labels_1nn']:.3f} | {r['linear_probe']:.3f} |"
         )
+        if online:
+            line += f" {r['online_probe']:.3f} |" if "online_probe" in r else "  |"
+        lines.append(line)
     return "\n".join(lines)
 
 
