@@ -69,6 +69,12 @@ def test_triplet_digits(monkeypatch):
     assert is_accuracy(float(run_example("triplet_digits", ["--smoke"], monkeypatch)))
 
 
+def test_arcface_digits(monkeypatch):
+    # (precision of the accepted matches, fraction of queries accepted) on the held-out half
+    precision, answered = run_example("arcface_digits", ["--smoke"], monkeypatch)
+    assert is_accuracy(precision) and 0.0 < answered <= 1.0
+
+
 @pytest.mark.parametrize("loss", ["clip", "siglip"])
 def test_clip_dual_encoder(loss, monkeypatch):
     result = run_example("clip_dual_encoder", ["--smoke", f"--loss={loss}"], monkeypatch)
@@ -124,6 +130,7 @@ def test_every_example_is_tested():
     tested = set(DIGITS_SSL) | {
         "triplet_hard_mining",
         "triplet_digits",
+        "arcface_digits",
         "clip_dual_encoder",
         "cmc_multiview",
         "image_search",
