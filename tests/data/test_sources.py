@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from tfcontrast.data import sources
 from tfcontrast.data.sources import ImageSource, open_source
 
 pytestmark = pytest.mark.tf_only(reason="tf.data pipelines")
@@ -240,3 +241,24 @@ def test_a_file_that_cannot_be_decoded_is_skipped_in_training_and_an_error_when_
     assert ordered.cardinality().numpy() == 3  # known: Keras' predict does not guess
     with pytest.raises(tf.errors.InvalidArgumentError):
         list(ordered.as_numpy_iterator())  # embeddings would no longer match the payloads
+
+
+def test_large_collections_read_a_sample_of_headers_and_resize_the_odd_file(
+    tmp_path, images, monkeypatch
+):
+    x, _ = images
+    paths = [_write(tmp_path / "flat" / f"{i:02d}.png", im) for i, im in enumerate(x)]
+    odd = np.zeros((9, 7, 3), np.uint8) + 200
+    _write(tmp_path / "flat" / "05.png", odd)  # another size, among the unread headers
+    with pytest.raises(ValueError, match="2 different sizes.*image_size"):
+        open_source(str(tmp_path / "flat"))  # every header read: the odd size is seen
+    monkeypatch.setattr(sources, "PROBE_LIMIT", 3)  # headers 0, 5 (the odd one) and 11
+    with pytest.raises(ValueError, match="2 different sizes"):
+        open_source(str(tmp_path / "flat"))
+    monkeypatch.setattr(sources, "PROBE_LIMIT", 2)  # headers 0 and 11 only
+    source = open_source(str(tmp_path / "flat"))
+    assert source.image_shape == (6, 5, 3) and source.payloads == paths
+    got, _ = _read_all(source, labels=False)
+    assert got.shape == (12, 6, 5, 3)
+    np.testing.assert_allclose(got[5], 200 / 255.0, atol=1e-6)  # resized, not dropped
+    np.testing.assert_allclose(got[4], x[4] / 255.0, atol=1e-6)  # the others untouched

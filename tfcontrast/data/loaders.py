@@ -219,22 +219,30 @@ def _gray_files(files, limit: int = 64) -> bool:
     return True
 
 
-def screen_files(paths, image_size, owner: str, where: str = "", extensions=None):
+def screen_files(paths, image_size, owner: str, where: str = "", extensions=None, probe_limit=None):
     """Which of `paths` are readable images, and their common size.
 
-    A file without an image signature (or without one of `extensions`, when given; or, when `image_size` is None, whose header cannot
-    be read) is left out, with one warning on the `tfcontrast.data` logger for all of
-    them. With `image_size` None every header is read, and images of several sizes raise
-    a ValueError naming `image_size`.
+    A file without an image signature (or without one of `extensions`, when given; or,
+    when its header is read, whose header cannot be parsed) is left out, with one warning
+    on the `tfcontrast.data` logger for all of them. With `image_size` None the headers
+    are read (all of them, or `probe_limit` files spread over the list: reading 50,000
+    headers takes minutes), and images of several sizes raise a ValueError naming
+    `image_size`.
 
     Returns:
-        `(kept, skipped, size)`: the positions of the readable files, the paths left out,
-        and `image_size` or the files' `(height, width)` (None when none is readable).
+        `(kept, skipped, size, every_size_read)`: the positions of the readable files,
+        the paths left out, `image_size` or the files' `(height, width)` (None when none
+        is readable), and whether every kept file's size was read (False when
+        `probe_limit` left some unread: they may have another size).
     """
+    probed_positions = range(len(paths))
+    if image_size is None and probe_limit is not None and len(paths) > probe_limit:
+        probed_positions = np.linspace(0, len(paths) - 1, probe_limit).astype(int)
+    probed_positions = set(probed_positions) if image_size is None else set()
     kept, skipped, sizes = [], [], {}
     for position, fpath in enumerate(paths):
         ok = (extensions is None or fpath.lower().endswith(extensions)) and _is_image_file(fpath)
-        if ok and image_size is None:
+        if ok and position in probed_positions:
             probed = _probe_size(fpath)
             ok = probed is not None
             if ok:
@@ -257,22 +265,26 @@ def screen_files(paths, image_size, owner: str, where: str = "", extensions=None
             f"{owner}: the images{f' {where}' if where else ''} have {len(sizes)} different "
             f"sizes ({examples}); pass `image_size=(height, width)` to resize them."
         )
-    return kept, skipped, image_size if image_size is not None else next(iter(sizes), None)
+    size = image_size if image_size is not None else next(iter(sizes), None)
+    every_size_read = image_size is not None or len(probed_positions) == len(paths)
+    return kept, skipped, size, every_size_read
 
 
-def list_folder(path: str, image_size=None, owner: str = "from_folder") -> dict:
+def list_folder(path: str, image_size=None, owner: str = "from_folder", probe_limit=None) -> dict:
     """The readable image files of a folder, and their labels when it has class subfolders.
 
     A folder with subfolders is labelled: one class per subfolder (sorted names, labels
     0, 1, ...); a folder of image files alone is unlabelled. Files that are not images
     (another extension, or an image extension without an image signature) are skipped
-    and counted (a warning on the `tfcontrast.data` logger). With `image_size` None every
-    header is read: images of several sizes raise a ValueError naming `image_size`.
+    and counted (a warning on the `tfcontrast.data` logger). With `image_size` None the
+    headers are read (every one, or `probe_limit` of them spread over the folder): images
+    of several sizes raise a ValueError naming `image_size`.
 
     Returns:
         A dict: `files` (paths), `labels` (int32 array, or None), `class_names` (or
         None), `skipped` (paths), `size` (the images' `(height, width)`, or
-        `image_size`) and `channels` (1 when the files are grayscale, else 3).
+        `image_size`), `every_size_read` (see `screen_files`) and `channels` (1 when
+        the files are grayscale, else 3).
     """
     path = os.fspath(path)
     size = _size_pair(image_size, owner)
@@ -294,8 +306,8 @@ def list_folder(path: str, image_size=None, owner: str = "from_folder") -> dict:
             if os.path.isfile(fpath) and not fname.startswith("."):
                 candidates.append(fpath)
                 candidate_labels.append(label)
-    kept, skipped, size = screen_files(
-        candidates, size, owner, f"in {path!r}", extensions=IMAGE_EXTENSIONS
+    kept, skipped, size, every_size_read = screen_files(
+        candidates, size, owner, f"in {path!r}", IMAGE_EXTENSIONS, probe_limit
     )
     files = [candidates[i] for i in kept]
     labels = [candidate_labels[i] for i in kept]
@@ -313,6 +325,7 @@ def list_folder(path: str, image_size=None, owner: str = "from_folder") -> dict:
         "class_names": class_names or None,
         "skipped": skipped,
         "size": size,
+        "every_size_read": every_size_read,
         "channels": 1 if _gray_files(files) else 3,
     }
 

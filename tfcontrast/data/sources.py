@@ -45,6 +45,10 @@ from tfcontrast.data import loaders
 # Decoded images (uint8) are cached in memory up to this many bytes; larger collections
 # are decoded again every epoch, so that host memory does not grow with the collection.
 CACHE_BYTES = 512 * 2**20
+# Without `image_size`, the size of file collections is read from the headers of this
+# many files spread over the list (every header of 50,000 JPEGs took 100 s); a file of
+# another size among the others is resized to the common size when it is read.
+PROBE_LIMIT = 1000
 TFRECORD_EXTENSIONS = (".tfrecord", ".tfrecords", ".tfrec")
 _IMAGE_KEYS = ("image", "image/encoded")
 _LABEL_KEYS = ("label", "image/class/label")
@@ -180,8 +184,7 @@ class ImageSource:
     def _decode(self, key):
         image = self._read(key)
         if self.image_size is not None:
-            image = _to_float(image)
-            image = tf.clip_by_value(tf.image.resize(image, self.image_size, antialias=True), 0, 1)
+            image = _resized(image, self.image_size)
         return tf.ensure_shape(image, self.image_shape)
 
     def _cached(self) -> bool:
@@ -298,6 +301,11 @@ def _to_uint8(image):
     return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
 
 
+def _resized(image, size):
+    """Float32 image in [0, 1] resized (antialiased) to `size`."""
+    return tf.clip_by_value(tf.image.resize(_to_float(image), size, antialias=True), 0.0, 1.0)
+
+
 def _to_float(image):
     if image.dtype.is_integer:
         return tf.cast(image, tf.float32) / 255.0
@@ -340,7 +348,7 @@ def open_source(
     if not os.path.exists(data):
         raise FileNotFoundError(f"no such file or folder: {data!r}.")
     if os.path.isdir(data):
-        listing = loaders.list_folder(data, image_size, owner=data)
+        listing = loaders.list_folder(data, image_size, owner=data, probe_limit=PROBE_LIMIT)
         return _file_source(data, listing, channels, **options)
     lower = data.lower()
     if lower.endswith(".npz"):
@@ -360,12 +368,22 @@ def _is_pattern(data: str) -> bool:
 def _file_source(name, listing, channels, image_size, cache_bytes) -> ImageSource:
     channels = channels or listing["channels"]
     size = listing["size"]
+
+    def read(path):
+        image = tf.io.decode_image(
+            tf.io.read_file(path), channels=channels, expand_animations=False
+        )
+        if image_size is not None or listing["every_size_read"]:
+            return image
+        # Sizes were read from a sample of the headers: a file of another size is resized
+        # to the common one rather than breaking a batch.
+        same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
+        return tf.cond(same, lambda: image, lambda: _to_uint8(_resized(image, size)))
+
     return ImageSource(
         name,
         listing["files"],
-        lambda path: tf.io.decode_image(
-            tf.io.read_file(path), channels=channels, expand_animations=False
-        ),
+        read,
         (*size, channels),
         labels=listing["labels"],
         class_names=listing["class_names"],
@@ -473,7 +491,9 @@ def from_files(
     if len(labels) != len(paths):
         raise ValueError(f"{name}: {len(labels)} labels for {len(paths)} files.")
     size = None if image_size is None else _checks.size_pair("image_size", image_size, name)
-    positions, skipped, size = loaders.screen_files(paths, size, name, "listed")
+    positions, skipped, size, every_size_read = loaders.screen_files(
+        paths, size, name, "listed", probe_limit=PROBE_LIMIT
+    )
     if not positions:
         raise ValueError(f"{name}: none of the {len(paths)} listed files is a readable image.")
     files = [paths[i] for i in positions]
@@ -484,6 +504,7 @@ def from_files(
         "class_names": class_names,
         "skipped": skipped,
         "size": size,
+        "every_size_read": every_size_read,
         "channels": 1 if loaders._gray_files(files) else 3,
     }
     return _file_source(name, listing, channels, image_size, cache_bytes)
