@@ -848,6 +848,14 @@ class ViewAugmenter(keras.layers.Layer):
         self.augmenters = augmenters
         self.views = views
 
+    def build(self, input_shape):
+        # Each pipeline builds its own layers (Keras warns about a layer built without
+        # its sub-layers); plain callables have nothing to build.
+        for aug in self.augmenters:
+            if isinstance(aug, keras.layers.Layer) and not aug.built:
+                aug.build(input_shape)
+        self.built = True
+
     def _pipelines(self):
         if len(self.augmenters) == 1:
             return [self.augmenters[0]] * self.views
