@@ -746,15 +746,7 @@ def test_files_train_and_index_and_answer_queries_by_path(tmp_path, capsys):
         + "".join(f"pngs/{i:03d}.png,{d}\n" for i, d in enumerate(digits.target[:160]))
     )
     run_dir = tmp_path / "run"
-    parse(
-        f"--data={manifest}",
-        f"--run_dir={run_dir}",
-        "--epochs=1",
-        "--batch_size=64",
-        "--export=false",
-        "--verbose=0",
-    )
-    metrics = cli.main(["tfcontrast", "train"])
+    metrics = _tiny_train(manifest, run_dir, epochs=1)
     assert 0.0 <= metrics["model"]["1nn_accuracy"] <= 1.0  # the manifest's labels were read
 
     parse(f"--run_dir={run_dir}", f"--data={folder}")

@@ -524,7 +524,7 @@ def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0, seed=0):
         # Repeated, with the epoch's length given: Keras then neither warns that the input
         # ran out nor loses the epoch count when an unreadable file was skipped.
         batches = x.batches(recipe.batch_size, seed=seed, labels=use_labels).repeat()
-        steps = -(-num_examples // recipe.batch_size)
+        steps = recipe.steps_per_epoch(num_examples)
         data = dict(x=batches, steps_per_epoch=steps, shuffle=False)
     else:
         data = dict(x=x, y=y if use_labels else None, batch_size=recipe.batch_size)
