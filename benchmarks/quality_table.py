@@ -1,4 +1,4 @@
-"""The README's quality table from `bench_quality.py` result files (test splits).
+"""The quality table of `benchmarks/README.md` from `bench_quality.py` result files (test splits).
 
 Files are read in the order given; a later file's row replaces an earlier one for the same
 data set and method (a re-run after a change). Each row names the file it comes from.
