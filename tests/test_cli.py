@@ -448,6 +448,16 @@ def test_metric_loss_on_class_batches(tmp_path, digits_npz, capsys):
     assert np.isfinite(metrics["final_loss"]) and "1nn_accuracy" in metrics["model"]
 
 
+def test_epochs_of_a_chosen_length(tmp_path, digits_npz, capsys):
+    # A large collection's epochs can be shorter than a pass: 2 epochs of 3 steps of 64.
+    run_dir = tmp_path / "run"
+    _tiny_train(digits_npz, run_dir, 2, "--steps_per_epoch=3")
+    assert "2 epochs of 3 steps of batch 64" in capsys.readouterr().out
+    assert _logged_epochs(run_dir) == [0, 1]
+    with open(run_dir / "config.json") as f:
+        assert json.load(f)["recipe"]["steps_per_epoch"] == 3
+
+
 # -- help, logs and errors (issue 23) ----------------------------------------------------
 def _help(*args):
     """`python -m tfcontrast ARGS` (the console script's path): its exit status, output and
@@ -643,7 +653,7 @@ class _Killed(Exception):
     """Stands for a SIGKILL: nothing after it runs (Keras' fit has no `finally`)."""
 
 
-def _tiny_train(digits_npz, run_dir, epochs):
+def _tiny_train(digits_npz, run_dir, epochs, *more_flags):
     parse(
         f"--data={digits_npz}",
         f"--run_dir={run_dir}",
@@ -653,6 +663,7 @@ def _tiny_train(digits_npz, run_dir, epochs):
         "--width=8",
         "--export=false",
         "--verbose=0",
+        *more_flags,
     )
     return cli.main(["tfcontrast", "train"])
 

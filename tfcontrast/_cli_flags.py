@@ -116,6 +116,13 @@ flags.DEFINE_string(
     "small_natural, natural or none.",
 )
 flags.DEFINE_integer("epochs", None, "Training epochs (recipe default if unset).")
+flags.DEFINE_integer(
+    "steps_per_epoch",
+    None,
+    "Batches in an epoch (default: one pass over the data); on a large collection, for "
+    "progress, monitors and backups every this many steps. Unset --epochs then gives the "
+    "recipe's ~3,000 steps.",
+)
 flags.DEFINE_integer("batch_size", None, "Global batch size (recipe default if unset).")
 flags.DEFINE_float(
     "learning_rate", None, "Peak learning rate (AdamW, 5% warm-up then cosine decay)."
@@ -199,6 +206,7 @@ MODEL_FLAGS = (
 )
 SCHEDULE_FLAGS = (
     "epochs",
+    "steps_per_epoch",
     "batch_size",
     "classes_per_batch",
     "per_class",

@@ -253,6 +253,10 @@ def _class_batches(recipe) -> str:
     return f" ({recipe.classes_per_batch} classes x {recipe.per_class} images)"
 
 
+def _epoch_length(recipe) -> str:
+    return "" if recipe.steps_per_epoch is None else f" of {recipe.steps_per_epoch} steps"
+
+
 def _settings():
     keys = (
         "data",
@@ -353,7 +357,8 @@ def train():
     print(note)
     print(
         f"recipe: {recipe.algorithm} {model.algorithm.get_config()}, {model.backbone.name} "
-        f"backbone, {epochs} epochs of batch {recipe.batch_size}{_class_batches(recipe)}, "
+        f"backbone, {epochs} epochs{_epoch_length(recipe)} of batch {recipe.batch_size}"
+        f"{_class_batches(recipe)}, "
         "learning rate "
         f"{recipe.learning_rate}, weight decay {recipe.weight_decay}, serving the "
         f"{recipe.serve} output"

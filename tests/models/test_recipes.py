@@ -1,5 +1,7 @@
 """Recipes: defaults in three layers, checks that name the setting, and the model built."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -54,6 +56,50 @@ def test_epochs_follow_the_step_budget_within_bounds():
     assert recipe.epochs_for(10_000) == 10  # 100 steps an epoch
     assert recipe.epochs_for(1_000_000) == 5  # 10,000 steps an epoch: at least 5 epochs
     assert recipe.replace(epochs=3).epochs_for(1000) == 3
+
+
+def test_epochs_of_a_chosen_length_are_not_bounded_as_passes():
+    recipe = recipes.Recipe(batch_size=100, steps=1000, min_epochs=5, max_epochs=50)
+    assert recipe.epoch_steps(1_000_000) == 10_000
+    # 300-step epochs: round(1000 / 300) = 3, below min_epochs (which bounds passes).
+    assert recipe.replace(steps_per_epoch=300).epoch_steps(1_000_000) == 300
+    assert recipe.replace(steps_per_epoch=300).epochs_for(1_000_000) == 3
+    assert recipe.replace(steps_per_epoch=5000).epochs_for(10) == 1
+    assert recipe.replace(steps_per_epoch=300, epochs=7).epochs_for(10) == 7
+    with pytest.raises(recipes.RecipeError, match="steps_per_epoch") as error:
+        recipe.replace(steps_per_epoch=0)
+    assert error.value.setting == "steps_per_epoch"
+
+
+def test_array_epochs_of_a_chosen_length_take_the_next_batches(monkeypatch):
+    # 50 images in batches of 10 are 5 batches; 3 epochs of 2 steps need 6. Keras' array
+    # adapter would run dry in the third epoch; recipes.fit streams the arrays instead.
+    recipe = recipes.Recipe.for_algorithm(
+        "simclr",
+        epochs=3,
+        steps_per_epoch=2,
+        batch_size=10,
+        backbone="small_convnet",
+        width=4,
+        augmentation="none",
+    )
+    x = np.random.default_rng(0).uniform(size=(50, 8, 8, 1)).astype("float32")
+    model, _ = recipes.build_model(recipe, x.shape[1:])
+    recipes.compile_model(model, recipe, len(x))
+    seen = []
+    real_fit = type(model).fit
+
+    def spy(self, x=None, y=None, **kwargs):
+        seen.append(kwargs["steps_per_epoch"])
+        return real_fit(self, x, y, **kwargs)
+
+    monkeypatch.setattr(type(model), "fit", spy)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = recipes.fit(model, recipe, x)
+    assert seen == [2] and len(history.history["loss"]) == 3
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 6
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
 
 
 @pytest.mark.parametrize(

@@ -92,9 +92,15 @@ class Recipe:
             `per_class` (K) images of each (`tfcontrast.data.class_balanced`), so every
             anchor has K - 1 positives of its own image's class whatever the number of
             classes; set both, or neither for batches drawn at random. An epoch is
-            still `len(x)` images.
+            still `len(x)` images (or `steps_per_epoch` batches).
         epochs: epochs of training; `None` takes enough epochs for `steps` optimisation
-            steps (between `min_epochs` and `max_epochs`).
+            steps (between `min_epochs` and `max_epochs` passes over the data).
+        steps_per_epoch: batches in an epoch; `None` for one pass over the images.
+            On a large collection it gives the progress line, the monitors and the
+            backups an epoch of a chosen length; each epoch takes the next batches of
+            the reshuffled stream. Then `epochs=None` means `steps / steps_per_epoch`
+            epochs (at least one): `min_epochs` and `max_epochs` bound passes over the
+            data, which these epochs are not.
         steps: target number of optimisation steps when `epochs` is `None`.
         min_epochs, max_epochs: bounds on the epochs derived from `steps`.
         serve: `"backbone"` or `"projector"`: the representation `call` returns.
@@ -121,6 +127,7 @@ class Recipe:
     classes_per_batch: int | None = None
     per_class: int | None = None
     epochs: int | None = None
+    steps_per_epoch: int | None = None
     steps: int = 3000
     min_epochs: int = 20
     max_epochs: int = 200
@@ -230,6 +237,7 @@ class Recipe:
             "max_epochs",
             "width",
             "epochs",
+            "steps_per_epoch",
             "unfreeze_after",
             "lora_rank",
             "local_views",
@@ -301,14 +309,19 @@ class Recipe:
         recipe.check()
         return recipe
 
-    def steps_per_epoch(self, num_examples: int) -> int:
+    def epoch_steps(self, num_examples: int) -> int:
+        """Batches in an epoch: `steps_per_epoch`, or one pass over `num_examples`."""
+        if self.steps_per_epoch is not None:
+            return int(self.steps_per_epoch)
         return max(1, math.ceil(int(num_examples) / self.batch_size))
 
     def epochs_for(self, num_examples: int) -> int:
         """`epochs`, or the epochs that give about `steps` steps on `num_examples` images."""
         if self.epochs is not None:
             return int(self.epochs)
-        epochs = round(self.steps / self.steps_per_epoch(num_examples))
+        epochs = round(self.steps / self.epoch_steps(num_examples))
+        if self.steps_per_epoch is not None:  # not passes over the data: no bounds
+            return max(1, epochs)
         return int(min(self.max_epochs, max(self.min_epochs, epochs)))
 
     def to_dict(self) -> dict:
@@ -472,7 +485,7 @@ def optimizer(recipe: Recipe, num_examples: int):
 
     from tfcontrast.optimizers import warmup_cosine_decay
 
-    steps = recipe.steps_per_epoch(num_examples) * recipe.epochs_for(num_examples)
+    steps = recipe.epoch_steps(num_examples) * recipe.epochs_for(num_examples)
     # 5% warm-up, at least one step unless the run has only one.
     warmup = min(max(1, steps // 20), steps - 1)
     schedule = warmup_cosine_decay(recipe.learning_rate, steps, warmup_steps=warmup)
@@ -492,14 +505,25 @@ def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0, seed=0):
     `x` is an array of images, or a `tfcontrast.data.ImageSource` (then `y` is the
     source's labels): a source is streamed, decoded batch by batch and reshuffled every
     epoch from `seed`, so a collection of any size trains without being held in memory.
+    With `steps_per_epoch`, arrays are streamed the same way (TensorFlow's `tf.data`).
 
     With `per_class` the batches are P x K (`tfcontrast.data.class_balanced`, drawn from
-    `seed`), `recipe.steps_per_epoch(N)` of them per epoch.
+    `seed`), `recipe.epoch_steps(N)` of them per epoch.
 
     With `unfreeze_after=N`, the first N epochs train the heads on the frozen backbone;
     then the backbone is unfrozen and the model compiled again (a fresh optimiser whose
     warm-up and cosine decay span the remaining epochs) and training goes on from epoch N.
     """
+    if (
+        recipe.steps_per_epoch is not None
+        and recipe.per_class is None
+        and not hasattr(x, "batches")
+    ):
+        # Epochs that are not passes: the arrays are streamed like any source, so that
+        # each epoch takes the next batches instead of Keras' array adapter running dry.
+        from tfcontrast.data import ImageSource
+
+        x, y = ImageSource.from_arrays(x, y), None
     streamed = hasattr(x, "batches")  # an ImageSource
     if streamed:
         if y is not None:
@@ -512,7 +536,7 @@ def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0, seed=0):
     if recipe.unfreeze_after is not None and recipe.unfreeze_after < epochs:
         stages = [recipe.unfreeze_after, epochs]
     if recipe.per_class is not None:
-        steps = recipe.steps_per_epoch(num_examples)
+        steps = recipe.epoch_steps(num_examples)
         if streamed:
             batches = x.class_balanced(recipe.classes_per_batch, recipe.per_class, seed=seed)
         else:
@@ -524,7 +548,7 @@ def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0, seed=0):
         # Repeated, with the epoch's length given: Keras then neither warns that the input
         # ran out nor loses the epoch count when an unreadable file was skipped.
         batches = x.batches(recipe.batch_size, seed=seed, labels=use_labels).repeat()
-        steps = recipe.steps_per_epoch(num_examples)
+        steps = recipe.epoch_steps(num_examples)
         data = dict(x=batches, steps_per_epoch=steps, shuffle=False)
     else:
         data = dict(x=x, y=y if use_labels else None, batch_size=recipe.batch_size)
