@@ -252,3 +252,22 @@ def test_class_batches_feed_p_classes_of_k_images(monkeypatch):
             row = np.flatnonzero(np.abs(x - image).reshape(50, -1).max(axis=1) < 1e-6)
             assert len(row) == 1 and y[row[0]] == label
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2 * 5
+
+
+@pytest.mark.parametrize(
+    "loss, loss_options, expected",
+    [
+        ("proxy_anchor", {}, 100.0),  # its authors' 100x
+        ("proxy_anchor", {"lr_multiplier": 3.0}, 3.0),  # the user's wins
+        ("arcface", {}, 1.0),
+    ],
+)
+def test_proxy_losses_train_at_their_authors_proxy_learning_rate(loss, loss_options, expected):
+    options = {"loss": loss, **({"loss_options": loss_options} if loss_options else {})}
+    recipe = recipes.Recipe.for_algorithm("metric", options=options, backbone="small_convnet")
+    model, _ = recipes.build_model(recipe, (8, 8, 1), labels=np.arange(10))
+    model.build((None, 8, 8, 1))
+    assert model.proxies.lr_multiplier == expected
+    # The algorithm's config carries it: a reloaded model trains the same way.
+    saved = model.algorithm.get_config()
+    assert saved.get("loss_options", {}).get("lr_multiplier", 1.0) == expected

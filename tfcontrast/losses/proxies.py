@@ -181,6 +181,9 @@ class ProxyLoss(ContrastiveLossBase):
     embedding_ranks = (2,)
     #: Sub-centres per class this loss expects of its proxies.
     num_centers = 1
+    #: The proxies' learning-rate multiplier (Adam-type optimizers) the loss's authors
+    #: train with; `tfcontrast.models.recipes` uses it unless `lr_multiplier` is set.
+    authors_lr_multiplier = 1.0
 
     def __init__(
         self,
@@ -614,6 +617,10 @@ class ProxyAnchorLoss(ProxyLoss):
     model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss=loss)
     ```
     """
+
+    # The paper's 100x. On the USPS validation split (metric algorithm, 50 epochs) 1-NN
+    # went from 0.991 at 1x to 0.9945 at 10x and at 100x (SupCon 0.994).
+    authors_lr_multiplier = 100.0
 
     def __init__(
         self,

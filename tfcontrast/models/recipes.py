@@ -410,7 +410,7 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None, labels=
     takes_classes = "num_classes" in inspect.signature(algorithm_class.__init__).parameters
     if takes_classes and options.get("num_classes") is None and labels is not None:
         options["num_classes"] = int(np.max(labels)) + 1
-    algorithm = algorithm_class(**options)
+    algorithm = algorithm_class(**algorithm_class.recipe_options(options))
     name, reason = recipe.augmentation, "as asked"
     if name == "auto":
         name, reason = augmentation_lib.choose_preset(image_shape, sample)

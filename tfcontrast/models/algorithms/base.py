@@ -82,6 +82,14 @@ class Algorithm:
     def __init__(self, **loss_kwargs):
         self.loss_kwargs = dict(loss_kwargs)
 
+    @classmethod
+    def recipe_options(cls, options: dict) -> dict:
+        """The constructor arguments `tfcontrast.models.recipes` (AdamW) builds this
+        algorithm with, given the recipe's `options`: a hook for a setting that depends
+        on another option (the metric algorithm's proxy learning rate follows its loss).
+        """
+        return options
+
     # -- heads ---------------------------------------------------------------------
     def default_projector(self):
         """The paper's projection head."""

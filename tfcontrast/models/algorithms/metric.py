@@ -114,6 +114,20 @@ class Metric(Algorithm):
         self.loss_options = loss_options
         self.num_classes = num_classes
 
+    @classmethod
+    def recipe_options(cls, options):
+        """A proxy loss trains its proxies at its authors' learning-rate multiplier
+        (`ProxyLoss.authors_lr_multiplier`: ProxyAnchor's 100x) unless `loss_options`
+        sets `lr_multiplier`."""
+        loss = options.get("loss")
+        loss_class = _proxy_losses().get(loss) if isinstance(loss, str) else None
+        loss_options = dict(options.get("loss_options") or {})
+        if loss_class is None or "lr_multiplier" in loss_options:
+            return options
+        if loss_class.authors_lr_multiplier != 1.0:
+            loss_options["lr_multiplier"] = loss_class.authors_lr_multiplier
+        return {**options, "loss_options": loss_options}
+
     def build(self, model, projection_dim):
         from tfcontrast.losses import CrossBatchMemory
 
