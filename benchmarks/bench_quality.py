@@ -30,15 +30,13 @@ same `ContrastiveModel`, recipe and epochs as `tfcontrast train --algorithm=metr
 
 Multi-crop rows: `--set local_views=4` adds 4 local crops (`Recipe.local_views`, crops of
 the library's default size and scale); `--set local_size=16 --set "local_scale=(0.3, 0.6)"`
-sets their side and area fraction (arguments of `multi_crop_preset` that the recipe does
-not expose; the benchmark passes them through and records them in the row).
+sets their side and area fraction (`Recipe.local_size`, `Recipe.local_scale`).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import json
 import os
 import sys
@@ -105,37 +103,10 @@ METRIC_ROWS = {
 }
 
 
-# `--set` keys of the benchmark itself (not `Recipe` fields): the local crops' side and
-# area fraction, passed to `multi_crop_preset` when the recipe has `local_views`.
-CROP_KEYS = ("local_size", "local_scale")
-
-
-@contextlib.contextmanager
-def _local_crops(crops: dict):
-    """`recipes.build_model` builds its multi-crop views with `crops` as the arguments
-    of `multi_crop_preset` (the recipe has no field for them)."""
-    if not crops:
-        yield
-        return
-    from tfcontrast.layers import augmentation as augmentation_lib
-
-    original = augmentation_lib.multi_crop_preset
-
-    def multi_crop_preset(*args, **kwargs):
-        return original(*args, **{**kwargs, **crops})
-
-    augmentation_lib.multi_crop_preset = multi_crop_preset
-    try:
-        yield
-    finally:
-        augmentation_lib.multi_crop_preset = original
-
-
-def train(row: str, recipe, x, y, seed: int, crops: dict | None = None):
+def train(row: str, recipe, x, y, seed: int):
     """A trained model whose `predict` gives the served embedding, and its note."""
     keras.utils.set_random_seed(seed)
-    with _local_crops(crops or {}):
-        model, note = recipes.build_model(recipe, x.shape[1:], seed=seed, sample=x, labels=y)
+    model, note = recipes.build_model(recipe, x.shape[1:], seed=seed, sample=x, labels=y)
     recipes.compile_model(model, recipe, len(x))
     recipes.fit(model, recipe, x, y)
     return model, note
@@ -202,9 +173,6 @@ def main(argv=None):
 
     tf.get_logger().setLevel("ERROR")  # predict's retracing notes for each new model
     overrides, options = _parse_set(args.set)
-    crops = {key: overrides.pop(key) for key in CROP_KEYS if key in overrides}
-    if crops and not overrides.get("local_views"):
-        parser.error(f"--set {'/'.join(crops)} needs --set local_views=N (N >= 1)")
     if args.quick:
         overrides["epochs"] = 1
     if args.online_probe:
@@ -228,7 +196,7 @@ def main(argv=None):
         for row in args.rows.split(","):
             recipe = recipe_for(row, overrides, options)
             start, cpu = time.perf_counter(), time.process_time()
-            model, note = train(row, recipe, x, y, args.seed, crops)
+            model, note = train(row, recipe, x, y, args.seed)
             wall, cpu = time.perf_counter() - start, time.process_time() - cpu
             emb = embed(model, recipe, x), embed(model, recipe, x_eval)
             record = {
@@ -237,7 +205,6 @@ def main(argv=None):
                 "recipe": recipe.to_dict(),
                 "epochs": recipe.epochs_for(len(x)),
                 "augmentation": note,
-                **({"local_crops": crops} if crops else {}),
                 "wall_seconds": round(wall, 1),
                 "cpu_seconds": round(cpu, 1),
                 **scores(emb[0], y, emb[1], y_eval),

@@ -319,6 +319,15 @@ def _npz(tmp_path, **arrays):
             "--weights: the weights file .* does not fit backbone MobileNetV3Small",
         ),
         (lambda t: ["--backbone=ResNet50", "--lora_rank=4"], "--lora_rank: .*pretrained"),
+        (lambda t: ["--local_size=4"], "--local_size: .*needs `local_views`"),
+        (
+            lambda t: ["--algorithm=dino", "--local_views=2", "--local_scale=0.6,0.3"],
+            "--local_scale: .*0 < min <= max <= 1",
+        ),
+        (
+            lambda t: ["--algorithm=dino", "--local_views=2", "--local_size=12"],  # 8x8 digits
+            "--local_size: .*larger than the images",
+        ),
         (lambda t: ["--online_probe", f"--data={_unlabelled(t)}"], "--online_probe: .*labels"),
         (lambda t: [_npz(t, x=np.zeros((0, 8, 8), "uint8"))], "--data: .*`x` is empty"),
         (

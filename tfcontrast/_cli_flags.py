@@ -103,6 +103,18 @@ flags.DEFINE_integer(
     "Multi-crop: this many small local crops besides the two global views (DINO, SwAV, "
     "SimCLR, SupCon, metric).",
 )
+flags.DEFINE_integer(
+    "local_size",
+    None,
+    "With --local_views: side of the local crops in pixels (default 96/224 of the image's; "
+    "on 16 px digits only crops kept at 16 px beat two views).",
+)
+flags.DEFINE_list(
+    "local_scale",
+    None,
+    "With --local_views: MIN,MAX fraction of the view's area a local crop covers "
+    "(default 0.05,0.4).",
+)
 flags.DEFINE_bool(
     "online_probe",
     None,
@@ -200,6 +212,8 @@ MODEL_FLAGS = (
     "lora_rank",
     "augmentation",
     "local_views",
+    "local_size",
+    "local_scale",
     "projection_dim",
     "hidden_dim",
     "serve",

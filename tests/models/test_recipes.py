@@ -271,3 +271,42 @@ def test_proxy_losses_train_at_their_authors_proxy_learning_rate(loss, loss_opti
     # The algorithm's config carries it: a reloaded model trains the same way.
     saved = model.algorithm.get_config()
     assert saved.get("loss_options", {}).get("lr_multiplier", 1.0) == expected
+
+
+def test_local_crops_take_the_recipes_size_and_scale():
+    recipe = recipes.Recipe.for_algorithm(
+        "dino",
+        local_views=2,
+        local_size=16,
+        local_scale=["0.3", "0.6"],  # as from the CLI
+    )
+    assert recipe.local_scale == (0.3, 0.6)
+    model, note = recipes.build_model(recipe, (16, 16, 1))
+    crop = model.augmentation.augmenters[-1].layers[-1]
+    assert (crop.height, crop.width) == (16, 16) and tuple(crop.scale) == (0.3, 0.6)
+    assert "2 local crops of 16x16" in note
+    default, _ = recipes.build_model(recipe.replace(local_size=None, local_scale=None), (16, 16, 1))
+    crop = default.augmentation.augmenters[-1].layers[-1]
+    assert (crop.height, crop.width) == (7, 7)  # DINO's 96 / 224 of the side
+
+
+@pytest.mark.parametrize(
+    "settings, setting, match",
+    [
+        ({"local_size": 8}, "local_size", "needs `local_views`"),
+        ({"local_views": 2, "local_size": 1}, "local_size", ">= 2"),
+        ({"local_views": 2, "local_scale": (0.6, 0.3)}, "local_scale", "0 < min <= max <= 1"),
+        ({"local_views": 2, "local_scale": ("a", "b")}, "local_scale", "two fractions"),
+    ],
+)
+def test_local_crop_settings_are_checked(settings, setting, match):
+    with pytest.raises(recipes.RecipeError, match=match) as error:
+        recipes.Recipe.for_algorithm("dino", **settings)
+    assert error.value.setting == setting
+
+
+def test_local_crops_larger_than_the_images_name_local_size():
+    recipe = recipes.Recipe.for_algorithm("dino", local_views=2, local_size=24)
+    with pytest.raises(recipes.RecipeError, match="larger than the images") as error:
+        recipes.build_model(recipe, (16, 16, 1))
+    assert error.value.setting == "local_size"
