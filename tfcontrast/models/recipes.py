@@ -575,8 +575,8 @@ def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0, seed=0):
     stages = [epochs]
     if recipe.unfreeze_after is not None and recipe.unfreeze_after < epochs:
         stages = [recipe.unfreeze_after, epochs]
+    steps = recipe.epoch_steps(num_examples)
     if recipe.per_class is not None:
-        steps = recipe.epoch_steps(num_examples)
         if streamed:
             batches = x.class_balanced(recipe.classes_per_batch, recipe.per_class, seed=seed)
         else:
@@ -588,7 +588,6 @@ def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0, seed=0):
         # Repeated, with the epoch's length given: Keras then neither warns that the input
         # ran out nor loses the epoch count when an unreadable file was skipped.
         batches = x.batches(recipe.batch_size, seed=seed, labels=use_labels).repeat()
-        steps = recipe.epoch_steps(num_examples)
         data = dict(x=batches, steps_per_epoch=steps, shuffle=False)
     else:
         data = dict(x=x, y=y if use_labels else None, batch_size=recipe.batch_size)

@@ -87,6 +87,13 @@ class Algorithm:
         """The constructor arguments `tfcontrast.models.recipes` (AdamW) builds this
         algorithm with, given the recipe's `options`: a hook for a setting that depends
         on another option (the metric algorithm's proxy learning rate follows its loss).
+
+        Example:
+
+        ```python
+        Metric.recipe_options({"loss": "proxy_anchor"})
+        # {"loss": "proxy_anchor", "loss_options": {"lr_multiplier": 100.0}}
+        ```
         """
         return options
 

@@ -121,12 +121,11 @@ class Metric(Algorithm):
         sets `lr_multiplier`."""
         loss = options.get("loss")
         loss_class = _proxy_losses().get(loss) if isinstance(loss, str) else None
+        multiplier = getattr(loss_class, "authors_lr_multiplier", 1.0)
         loss_options = dict(options.get("loss_options") or {})
-        if loss_class is None or "lr_multiplier" in loss_options:
+        if multiplier == 1.0 or "lr_multiplier" in loss_options:
             return options
-        if loss_class.authors_lr_multiplier != 1.0:
-            loss_options["lr_multiplier"] = loss_class.authors_lr_multiplier
-        return {**options, "loss_options": loss_options}
+        return {**options, "loss_options": {**loss_options, "lr_multiplier": multiplier}}
 
     def build(self, model, projection_dim):
         from tfcontrast.losses import CrossBatchMemory
