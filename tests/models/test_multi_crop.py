@@ -87,7 +87,9 @@ def test_algorithms_of_one_view_size_refuse_local_crops(digits):
 
 
 def test_multi_crop_preset_makes_smaller_local_views(digits):
-    views = augmentation_lib.multi_crop_preset("glyphs", (16, 16, 1), local_views=3, seed=1)
+    views = augmentation_lib.multi_crop_preset(
+        "glyphs", (16, 16, 1), local_views=3, local_size=7, seed=1
+    )
     x = np.repeat(np.repeat(digits[:4], 2, axis=1), 2, axis=2)  # 16 x 16
     out = views(x, training=True)
     assert [tuple(v.shape) for v in out] == [(4, 16, 16, 1)] * 2 + [(4, 7, 7, 1)] * 3
@@ -103,12 +105,31 @@ def test_multi_crop_preset_makes_smaller_local_views(digits):
         augmentation_lib.multi_crop_augmentation(global_size=32, local_size=64)
 
 
+@pytest.mark.parametrize(
+    "shape, size, scale",
+    [
+        ((224, 224), (96, 96), (0.05, 0.4)),  # DINO's ImageNet crops
+        ((64, 48), (27, 21), (0.05, 0.4)),  # its ratio while crops stay >= 16 px
+        ((37, 37), (16, 16), (0.05, 0.4)),
+        ((36, 36), (16, 16), (0.3, 0.6)),  # below: 16 px crops of a larger part
+        ((28, 28), (16, 16), (0.3, 0.6)),
+        ((16, 16), (16, 16), (0.3, 0.6)),
+        ((8, 8), (8, 8), (0.3, 0.6)),  # never larger than the images
+    ],
+)
+def test_default_local_crops_never_go_below_16_px(shape, size, scale):
+    assert augmentation_lib.default_local_crops(*shape) == (size, scale)
+    views = augmentation_lib.multi_crop_preset("glyphs", (*shape, 1), local_views=1)
+    crop = views.augmenters[-1].layers[-1]
+    assert ((crop.height, crop.width), tuple(crop.scale)) == (size, scale)
+
+
 def test_recipe_local_views_build_a_multi_crop_model(digits):
     recipe = recipes.Recipe.for_algorithm(
         "dino", local_views=2, epochs=1, batch_size=32, options={"num_prototypes": 16}
     )
     model, note = recipes.build_model(recipe, digits.shape[1:], sample=digits)
-    assert "2 global views and 2 local crops of 3x3" in note
+    assert "2 global views and 2 local crops of 8x8 from 0.3-0.6 of the view" in note
     recipes.compile_model(model, recipe, len(digits))
     history = recipes.fit(model, recipe, digits)
     assert np.isfinite(history.history["loss"][0])

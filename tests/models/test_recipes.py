@@ -284,10 +284,12 @@ def test_local_crops_take_the_recipes_size_and_scale():
     model, note = recipes.build_model(recipe, (16, 16, 1))
     crop = model.augmentation.augmenters[-1].layers[-1]
     assert (crop.height, crop.width) == (16, 16) and tuple(crop.scale) == (0.3, 0.6)
-    assert "2 local crops of 16x16" in note
-    default, _ = recipes.build_model(recipe.replace(local_size=None, local_scale=None), (16, 16, 1))
-    crop = default.augmentation.augmenters[-1].layers[-1]
-    assert (crop.height, crop.width) == (7, 7)  # DINO's 96 / 224 of the side
+    assert "2 local crops of 16x16 from 0.3-0.6 of the view" in note
+    defaults = recipe.replace(local_size=None, local_scale=None)
+    for side, size, scale in [(16, 16, (0.3, 0.6)), (112, 48, (0.05, 0.4))]:
+        default, _ = recipes.build_model(defaults, (side, side, 1))
+        crop = default.augmentation.augmenters[-1].layers[-1]
+        assert (crop.height, crop.width, tuple(crop.scale)) == (size, size, scale)
 
 
 @pytest.mark.parametrize(

@@ -1286,6 +1286,34 @@ def preset(name: str, image_shape, seed: int | None = None, sample=None):
 # 5-40% of the image (Caron et al., 2021, section 3.1 and appendix).
 LOCAL_SIDE = 96 / 224
 LOCAL_SCALE = (0.05, 0.4)
+# Small images have no resolution to spare: DINO's ratio makes 7 px crops of 16 px digits
+# from 5-40% of the digit (a stroke or two), and on the USPS validation split crops of 7,
+# 10 or 12 px did worse than two views while crops kept at 16 px from 30-60% of the view
+# did better (benchmarks/README.md). Local crops are therefore never made smaller than
+# 16 px (or the image, if it is smaller), and such crops show a large part of the view.
+MIN_LOCAL_SIDE = 16
+SMALL_IMAGE_LOCAL_SCALE = (0.3, 0.6)
+
+
+def default_local_crops(height: int, width: int) -> tuple[tuple[int, int], tuple[float, float]]:
+    """The local crops' default `(size, scale)` for images of `height` x `width`.
+
+    DINO's (96 / 224 of the side, 5-40% of the view's area) where that keeps crops of at
+    least `MIN_LOCAL_SIDE` (16) px, which is from about 37 px on; on smaller images, crops
+    of 16 px (or the image's size, if smaller) covering 30-60% of the view.
+
+    Example:
+
+    ```python
+    default_local_crops(224, 224)  # ((96, 96), (0.05, 0.4))
+    default_local_crops(28, 28)  # ((16, 16), (0.3, 0.6))
+    ```
+    """
+    height, width = int(height), int(width)
+    size = round(LOCAL_SIDE * height), round(LOCAL_SIDE * width)
+    if min(size) >= MIN_LOCAL_SIDE:
+        return size, LOCAL_SCALE
+    return (min(height, MIN_LOCAL_SIDE), min(width, MIN_LOCAL_SIDE)), SMALL_IMAGE_LOCAL_SCALE
 
 
 def multi_crop_preset(
@@ -1293,7 +1321,7 @@ def multi_crop_preset(
     image_shape,
     local_views: int,
     local_size=None,
-    local_scale=LOCAL_SCALE,
+    local_scale=None,
     global_views: int = 2,
     seed: int | None = None,
     sample=None,
@@ -1305,9 +1333,12 @@ def multi_crop_preset(
     Args:
         name, image_shape, seed, sample: as in `preset`.
         local_views: number of local crops (>= 1).
-        local_size: side (or `(h, w)`) of the local crops; default DINO's ratio of the
-            side (96 / 224), at least 2 px.
-        local_scale: the fraction of the view's area a local crop covers, `(min, max)`.
+        local_size: side (or `(h, w)`) of the local crops; `None` for
+            `default_local_crops`: DINO's ratio of the side (96 / 224), but never below
+            16 px (or the image's size, if smaller).
+        local_scale: the fraction of the view's area a local crop covers, `(min, max)`;
+            `None` for `default_local_crops`: DINO's (0.05, 0.4), or (0.3, 0.6) on images
+            under about 37 px, whose crops would otherwise be smaller than 16 px.
         global_views: number of full-size views (>= 2).
 
     Returns:
@@ -1321,8 +1352,11 @@ def multi_crop_preset(
     _checks.integer("local_views", local_views, owner, least=1)
     _checks.integer("global_views", global_views, owner, least=2)
     height, width = (int(v) for v in image_shape[-3:-1])
+    default_size, default_scale = default_local_crops(height, width)
     if local_size is None:
-        local_size = max(2, round(LOCAL_SIDE * height)), max(2, round(LOCAL_SIDE * width))
+        local_size = default_size
+    if local_scale is None:
+        local_scale = default_scale
     local = _checks.size_pair("local_size", local_size, owner)
     if local[0] > height or local[1] > width:
         raise ValueError(
@@ -1367,6 +1401,7 @@ __all__ = [
     "describe_preset",
     "preset",
     "multi_crop_preset",
+    "default_local_crops",
     "preset_names",
     "to_float_images",
 ]

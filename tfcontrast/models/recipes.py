@@ -80,13 +80,16 @@ class Recipe:
             views (`tfcontrast.layers.augmentation.multi_crop_preset`), for the
             algorithms that take views of several sizes (DINO, SwAV, SimCLR, SupCon,
             metric); 0 for two views of the image's size.
-        local_size: side of the local crops in pixels (`None`: DINO's ratio of the
-            image's side, 96 / 224). On 16 px digits (USPS validation split, DINO, 4
-            local crops) crops resized to 7, 10 or 12 px did worse than two views; crops
-            kept at 16 px did better (0.922 and 0.931 against 0.917 and 0.924 at 10
-            labels per class, two seeds): small images have no resolution to spare.
+        local_size: side of the local crops in pixels (`None`:
+            `tfcontrast.layers.augmentation.default_local_crops`, DINO's ratio of the
+            image's side, 96 / 224, but never below 16 px or the image's side). On 16 px
+            digits (USPS validation split, DINO, 4 local crops) crops resized to 7, 10 or
+            12 px did worse than two views; crops kept at 16 px did better (0.922 and
+            0.931 against 0.917 and 0.924 at 10 labels per class, two seeds): small
+            images have no resolution to spare.
         local_scale: `(min, max)` fraction of the view's area a local crop covers
-            (`None`: DINO's (0.05, 0.4); (0.3, 0.6) in the 16 px runs above).
+            (`None`: DINO's (0.05, 0.4), or (0.3, 0.6) on images under about 37 px, as
+            in the 16 px runs above).
         hidden_dim: hidden width of the projection (and prediction) head; the heads keep
             the algorithm's depth and BatchNorm placement at this width.
         projection_dim: output width of the projection head.
@@ -464,7 +467,7 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None, labels=
         local = augment.augmenters[-1].layers[-1]
         note += (
             f"\nmulti-crop: 2 global views and {recipe.local_views} local crops of "
-            f"{local.height}x{local.width}"
+            f"{local.height}x{local.width} from {local.scale[0]:g}-{local.scale[1]:g} of the view"
         )
     backbone, width = recipe.backbone, recipe.width
     if backbone == "auto":
