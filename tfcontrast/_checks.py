@@ -109,6 +109,18 @@ def ordered_pair(
     return (a, b)
 
 
+def fraction_range(name: str, value, owner: str) -> tuple[float, float]:
+    """`value` as `(min, max)` floats, if it is a pair with `0 < min <= max <= 1` (numbers
+    or their strings, as from the command line)."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not 0.0 < low <= high <= 1.0:
+        raise fail(name, value, owner, "two fractions 0 < min <= max <= 1")
+    return (low, high)
+
+
 def size_pair(name: str, value, owner: str) -> tuple[int, int]:
     """`value` as positive `(height, width)` ints; an int `n` means `(n, n)`."""
     if isinstance(value, int):

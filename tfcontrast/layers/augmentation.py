@@ -1363,11 +1363,7 @@ def multi_crop_preset(
             f"{owner}: local crops must not be larger than the images; received "
             f"local_size={local_size!r} for images of {height}x{width}."
         )
-    low, high = _checks.ordered_pair("local_scale", local_scale, owner)
-    if not 0.0 < low <= high <= 1.0:
-        raise ValueError(
-            f"{owner}: `local_scale` must satisfy 0 < min <= max <= 1; received {local_scale!r}."
-        )
+    low, high = _checks.fraction_range("local_scale", local_scale, owner)
     seeds = _seeds(seed, global_views + 2 * local_views)
     views = [preset(name, image_shape, seeds[i], sample) for i in range(global_views)]
     for i in range(local_views):

@@ -38,6 +38,7 @@ import math
 
 import numpy as np
 
+from tfcontrast import _checks
 from tfcontrast.models import algorithms as algorithms_lib
 from tfcontrast.models import backbones as backbones_lib
 
@@ -286,17 +287,11 @@ class Recipe:
                 )
         if self.local_scale is None:
             return
-        try:  # a pair of numbers, also from the command line's strings
-            low, high = (float(v) for v in self.local_scale)
-        except (TypeError, ValueError):
-            low = high = float("nan")
-        if not 0.0 < low <= high <= 1.0:
-            raise RecipeError(
-                "local_scale",
-                "Recipe: `local_scale` must be two fractions 0 < min <= max <= 1; received "
-                f"{self.local_scale!r}.",
-            )
-        object.__setattr__(self, "local_scale", (low, high))  # frozen: normalised once
+        try:
+            scale = _checks.fraction_range("local_scale", self.local_scale, "Recipe")
+        except ValueError as error:
+            raise RecipeError("local_scale", str(error)) from None
+        object.__setattr__(self, "local_scale", scale)  # frozen: normalised once
 
     def _check_class_batches(self) -> None:
         pk = (self.classes_per_batch, self.per_class)
