@@ -6,7 +6,7 @@ buffer as large as the collection. The buffer could hold a second copy of every 
 tf.data's tensors share their buffers, so it should not. Measured, not assumed:
 
 A folder of N generated 96x96 JPEGs (`bench_streaming.make_folder`; 15,000 by default:
-398 MiB decoded, under `CACHE_BYTES`) is opened with `tfcontrast.data.open_source`, and in
+396 MiB decoded, under `CACHE_BYTES`) is opened with `tfcontrast.data.open_source`, and in
 a fresh process per mode `source.batches(256, seed=0)` is iterated for `--epochs`
 epochs, with the cache (the default) and without it (`cache_bytes=0`: keys shuffled,
 images decoded every epoch). Each process reports its resident set size (VmRSS) after
@@ -61,7 +61,13 @@ def worker(folder: str, cached: bool, epochs: int, batch_size: int) -> None:
     for _ in range(epochs):
         seen = sum(int(batch.shape[0]) for batch in batches)
         after_epoch.append((_status("VmRSS") - before) / MIB)
+    import platform
+
+    import tensorflow as tf
+
     result = {
+        "tensorflow": tf.__version__,
+        "libc": " ".join(platform.libc_ver()),
         "cached": source._cached(),
         "images": seen,
         "decoded_mib": seen * IMAGE_SIZE * IMAGE_SIZE * 3 / MIB,
@@ -77,7 +83,9 @@ def measure(folder: Path, cached: bool, fixed_threshold: bool, args) -> dict:
     env = dict(os.environ)
     if fixed_threshold:
         env["MALLOC_MMAP_THRESHOLD_"] = "1000000"
-    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode:
+        sys.exit(f"the worker failed ({' '.join(command)}):\n{done.stderr[-4000:]}")
     line = next(x for x in done.stdout.splitlines() if x.startswith(MARKER))
     return json.loads(line[len(MARKER) :])
 
@@ -117,13 +125,16 @@ def main(argv=None) -> None:
     verdict = "met" if added["mmap_threshold_1mb"] < 1.5 else "missed"
     print(f"target (< 1.5x with the fixed mmap threshold): {verdict}")
     payload = {
-        **run_header("source_cache", {}),
+        **run_header("source_cache", {"tensorflow": cached["tensorflow"], "libc": cached["libc"]}),
         "load_average": load_average(),
         "rows": rows,
         "cache_adds_over_decoded": added,
         "target": verdict,
     }
-    out = Path(args.out) if args.out else default_out("source_cache", args.images != 15_000)
+    scratch = any(
+        getattr(args, k) != parser.get_default(k) for k in ("images", "epochs", "batch_size")
+    )
+    out = Path(args.out) if args.out else default_out("source_cache", scratch)
     write_json(out, payload)
     print(f"wrote {out}")
 

@@ -120,7 +120,7 @@ def test_ordered_pair():
 def test_fraction_range():
     assert _checks.fraction_range("local_scale", ("0.3", 0.6), "Recipe") == (0.3, 0.6)
     assert _checks.fraction_range("local_scale", (1, 1), "Recipe") == (1.0, 1.0)
-    for bad in [(0.0, 0.4), (0.6, 0.3), (0.5, 1.2), ("a", "b"), 0.5]:
+    for bad in [(0.0, 0.4), (0.6, 0.3), (0.5, 1.2), ("a", "b"), 0.5, "11", (True, True)]:
         assert _message(_checks.fraction_range, "local_scale", bad, "Recipe") == (
             "Recipe: `local_scale` must be two fractions 0 < min <= max <= 1; "
             f"received local_scale={bad!r}."

@@ -113,6 +113,8 @@ def fraction_range(name: str, value, owner: str) -> tuple[float, float]:
     """`value` as `(min, max)` floats, if it is a pair with `0 < min <= max <= 1` (numbers
     or their strings, as from the command line)."""
     try:
+        if isinstance(value, (str, bytes)) or any(isinstance(v, bool) for v in value):
+            raise TypeError  # "11" would read as (1, 1), True as 1
         low, high = (float(v) for v in value)
     except (TypeError, ValueError):
         low = high = math.nan

@@ -107,14 +107,14 @@ flags.DEFINE_integer(
     "local_size",
     None,
     "With --local_views: side of the local crops in pixels (default 96/224 of the image's "
-    "as DINO, never below 16 px or the image; on 16 px digits only crops kept at 16 px beat "
+    "as DINO, never below 16 px or the image; on 16 px digits smaller crops did worse than "
     "two views).",
 )
 flags.DEFINE_list(
     "local_scale",
     None,
     "With --local_views: MIN,MAX fraction of the view's area a local crop covers "
-    "(default 0.05,0.4 as DINO; 0.3,0.6 on images under about 37 px).",
+    "(default 0.05,0.4 as DINO; 0.3,0.6 on images of at most 64 px).",
 )
 flags.DEFINE_bool(
     "online_probe",

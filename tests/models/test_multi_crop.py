@@ -109,10 +109,12 @@ def test_multi_crop_preset_makes_smaller_local_views(digits):
     "shape, size, scale",
     [
         ((224, 224), (96, 96), (0.05, 0.4)),  # DINO's ImageNet crops
-        ((64, 48), (27, 21), (0.05, 0.4)),  # its ratio while crops stay >= 16 px
-        ((37, 37), (16, 16), (0.05, 0.4)),
-        ((36, 36), (16, 16), (0.3, 0.6)),  # below: 16 px crops of a larger part
+        ((65, 112), (28, 48), (0.05, 0.4)),  # its ratio of each side
+        ((64, 64), (27, 27), (0.3, 0.6)),  # small images: a larger part of the view
+        ((37, 37), (16, 16), (0.3, 0.6)),
+        ((36, 36), (16, 16), (0.3, 0.6)),  # the ratio would give 15 px: 16
         ((28, 28), (16, 16), (0.3, 0.6)),
+        ((30, 200), (16, 86), (0.3, 0.6)),  # each side on its own
         ((16, 16), (16, 16), (0.3, 0.6)),
         ((8, 8), (8, 8), (0.3, 0.6)),  # never larger than the images
     ],
@@ -122,6 +124,13 @@ def test_default_local_crops_never_go_below_16_px(shape, size, scale):
     views = augmentation_lib.multi_crop_preset("glyphs", (*shape, 1), local_views=1)
     crop = views.augmenters[-1].layers[-1]
     assert ((crop.height, crop.width), tuple(crop.scale)) == (size, scale)
+
+
+def test_a_given_local_size_keeps_the_default_scale_of_the_image_size():
+    for shape, scale in [((16, 16, 1), (0.3, 0.6)), ((96, 96, 1), (0.05, 0.4))]:
+        views = augmentation_lib.multi_crop_preset("glyphs", shape, local_views=1, local_size=7)
+        crop = views.augmenters[-1].layers[-1]
+        assert ((crop.height, crop.width), tuple(crop.scale)) == ((7, 7), scale)
 
 
 def test_recipe_local_views_build_a_multi_crop_model(digits):
