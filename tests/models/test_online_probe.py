@@ -6,7 +6,7 @@ import pytest
 from keras import ops
 from sklearn.datasets import load_digits
 
-from tfcontrast.layers import ProjectionHead
+from tfcontrast.layers import ProjectionHead, augmentation
 from tfcontrast.models import ContrastiveModel, backbones, recipes
 
 
@@ -102,3 +102,25 @@ def test_probe_is_saved_and_checked(digits, tmp_path):
     recipes.compile_model(built, recipe, len(x))
     history = recipes.fit(built, recipe, x, y)
     assert "online_probe_accuracy" in history.history
+
+
+def test_under_multi_crop_the_probe_sees_the_global_views_only(digits):
+    # It classifies whole images, as solo-learn's online classifier sees the large crops.
+    x, _ = digits
+    keras.utils.set_random_seed(0)
+    model = ContrastiveModel(
+        backbones.small_convnet((None, None, 1), width=8, output_dim=16),
+        projector=ProjectionHead((32,), 16),
+        algorithm="simclr",
+        augmentation=augmentation.multi_crop_preset(
+            "glyphs", (8, 8, 1), local_views=3, local_size=4, seed=0
+        ),
+        online_probe_classes=10,
+    )
+    outputs = model(x[:16], training=True)
+    assert tuple(outputs["features"].shape) == (16, 5, 16)  # 2 global + 3 local views
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(outputs["probe_logits"]),
+        ops.convert_to_numpy(model.online_probe(outputs["features"][:, :2])),
+        atol=1e-5,
+    )

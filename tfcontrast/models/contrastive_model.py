@@ -89,7 +89,9 @@ class ContrastiveModel(keras.Model):
             convolutions (measured in `benchmarks/bench_fit_speed.py`).
         online_probe_classes: with a number of classes `C`, an online linear probe: a
             `Dense(C)` layer (`model.online_probe`) on the backbone features of every
-            view, behind a stop-gradient, trained by `fit(x, y)` from the labels (its
+            view (the global views only, under multi-crop: it classifies whole images,
+            as solo-learn's online classifier sees the large crops only), behind a
+            stop-gradient, trained by `fit(x, y)` from the labels (its
             cross entropy is added to the loss; it moves no other weight) and reported
             as `online_probe_accuracy` in the logs of `fit` and `evaluate` (on views).
             Without labels it is left untrained. It is never part of the served
@@ -348,8 +350,8 @@ class ContrastiveModel(keras.Model):
         # "views": the first group (the global views under multi-crop), which momentum
         # targets and teachers encode; the projections hold every view, that group first.
         outputs = {"views": groups[0], "features": features, "projection": projection}
-        if self.online_probe is not None:
-            outputs["probe_logits"] = self.online_probe(ops.stop_gradient(features))
+        if self.online_probe is not None:  # on the first (global) group: whole images
+            outputs["probe_logits"] = self.online_probe(ops.stop_gradient(encoded[0][0]))
         if self.predictor is not None:
             outputs["prediction"] = self._apply_to_views(self.predictor, projection, training)
         return outputs
