@@ -1,7 +1,8 @@
 """The quality table of `benchmarks/README.md` from `bench_quality.py` result files (test splits).
 
 Files are read in the order given; a later file's row replaces an earlier one for the same
-data set and method (a re-run after a change). Each row names the file it comes from.
+data set and method (a re-run after a change). A run with local crops (`local_views`) is a
+method of its own ("DINO, multi-crop"). Each row names the file it comes from.
 
     python benchmarks/quality_table.py results/quality.json results/quality_usps_round2.json
 """
@@ -23,6 +24,7 @@ NAMES = {
     "barlow_twins": "Barlow Twins",
     "nnclr": "NNCLR",
     "dino": "DINO",
+    "dino_multi_crop": "DINO, multi-crop",
     "swav": "SwAV",
     "supcon": "SupCon (labels)",
     "triplet": "triplet, semi-hard (labels)",
@@ -41,7 +43,10 @@ def table(paths) -> str:
         if results.get("split") != "test":
             raise ValueError(f"{path}: not a test-split run (split={results.get('split')!r}).")
         for row in results["rows"]:
-            rows[(row["dataset"], row["row"])] = (Path(path).name, row)
+            method = row["row"]
+            if row.get("recipe", {}).get("local_views"):
+                method += "_multi_crop"
+            rows[(row["dataset"], method)] = (Path(path).name, row)
     lines = [
         "| data | method | epochs | train CPU s | wall s | 1-NN | 10 labels/class 1-NN "
         "| linear probe | file |",
@@ -57,7 +62,7 @@ def table(paths) -> str:
             name, row = rows[key]
             cells = [
                 DATASETS[dataset],
-                NAMES.get(row["row"], row["row"]),
+                NAMES.get(key[1], key[1]),
                 row.get("epochs", ""),
                 row.get("cpu_seconds", ""),
                 row.get("wall_seconds", ""),

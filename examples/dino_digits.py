@@ -12,9 +12,10 @@ temperature of 0.02 and EMA momentum 0.99 (the library's recipe for USPS uses 1,
 `online_probe_classes=10` trains a linear classifier on the stop-gradient backbone
 features from the labels given to `fit` (the self-supervised loss never sees them) and
 logs `online_probe_accuracy`, as lightly and solo-learn do while pretraining. The
-multi-crop version (2 global views and small local crops) is
-`tfcontrast.layers.augmentation.multi_crop_preset`; on USPS's 16x16 digits it did not
-beat these two views (`benchmarks/README.md`).
+multi-crop version (2 global views and local crops) is
+`tfcontrast.layers.augmentation.multi_crop_preset`; on USPS's 16x16 digits, with 4 local
+crops of 16 px from 30-60% of the view, it scored 0.932 at 10 labels per class against
+0.883 for two views, for about 3x the training time (`benchmarks/README.md`).
 
     python examples/dino_digits.py            # full run
     python examples/dino_digits.py --smoke    # tiny subset, one epoch (tests)
