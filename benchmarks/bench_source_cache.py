@@ -50,6 +50,10 @@ def _status(field: str) -> int:
 
 
 def worker(folder: str, cached: bool, epochs: int, batch_size: int) -> None:
+    import platform
+
+    import tensorflow as tf
+
     from tfcontrast.data import open_source
     from tfcontrast.data.sources import CACHE_BYTES
 
@@ -61,10 +65,6 @@ def worker(folder: str, cached: bool, epochs: int, batch_size: int) -> None:
     for _ in range(epochs):
         seen = sum(int(batch.shape[0]) for batch in batches)
         after_epoch.append((_status("VmRSS") - before) / MIB)
-    import platform
-
-    import tensorflow as tf
-
     result = {
         "tensorflow": tf.__version__,
         "libc": " ".join(platform.libc_ver()),
