@@ -186,6 +186,7 @@ def main(argv=None):
         "command": "python benchmarks/bench_quality.py " + " ".join(argv or sys.argv[1:]),
         "machine": machine_info(),
         "split": args.split,
+        "seed": args.seed,
         "rows": [],
     }
     for dataset in args.datasets.split(","):
