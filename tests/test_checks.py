@@ -115,6 +115,11 @@ def test_ordered_pair():
     )
     with pytest.raises(ValueError, match="with 0.0 <= min <= max <= inf"):
         _checks.ordered_pair("ratio", (-1, 2), "Crop")
+    # A string is not a pair ("11" is not (1, 1)), nor a boolean a number.
+    for bad in ["11", b"11", (True, 1)]:
+        assert _message(_checks.ordered_pair, "scale", bad, "Crop") == (
+            f"Crop: `scale` must be a pair (min, max); received scale={bad!r}."
+        )
 
 
 def test_fraction_range():
@@ -136,6 +141,12 @@ def test_size_pair():
     assert _message(_checks.size_pair, "image_size", (0, 8), "Aug") == (
         "Aug: `image_size` must be positive; received image_size=(0, 8)."
     )
+    # "16" is not (1, 6), True is not 1.
+    for bad in ["16", True]:
+        assert _message(_checks.size_pair, "image_size", bad, "Aug") == (
+            "Aug: `image_size` must be an int or a pair (height, width); "
+            f"received image_size={bad!r}."
+        )
 
 
 # -- choice ---------------------------------------------------------------------------

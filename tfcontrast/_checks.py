@@ -96,12 +96,21 @@ def in_range(
     return number
 
 
+def _number_pair(value) -> tuple[float, float]:
+    """`value` as two floats; TypeError or ValueError for anything else. A string is not
+    a pair ("11" would read as (1, 1)), nor is a boolean a number."""
+    if isinstance(value, (str, bytes)) or any(isinstance(v, bool) for v in value):
+        raise TypeError(value)
+    a, b = (float(v) for v in value)
+    return (a, b)
+
+
 def ordered_pair(
     name: str, value, owner: str, low: float = 0.0, high: float = math.inf
 ) -> tuple[float, float]:
     """`value` as `(min, max)` floats, if it is a pair with `low <= min <= max <= high`."""
     try:
-        a, b = (float(v) for v in value)
+        a, b = _number_pair(value)
     except (TypeError, ValueError):
         raise fail(name, value, owner, "a pair (min, max)") from None
     if not (low <= a <= b <= high):
@@ -113,9 +122,7 @@ def fraction_range(name: str, value, owner: str) -> tuple[float, float]:
     """`value` as `(min, max)` floats, if it is a pair with `0 < min <= max <= 1` (numbers
     or their strings, as from the command line)."""
     try:
-        if isinstance(value, (str, bytes)) or any(isinstance(v, bool) for v in value):
-            raise TypeError  # "11" would read as (1, 1), True as 1
-        low, high = (float(v) for v in value)
+        low, high = _number_pair(value)
     except (TypeError, ValueError):
         low = high = math.nan
     if not 0.0 < low <= high <= 1.0:
@@ -125,9 +132,11 @@ def fraction_range(name: str, value, owner: str) -> tuple[float, float]:
 
 def size_pair(name: str, value, owner: str) -> tuple[int, int]:
     """`value` as positive `(height, width)` ints; an int `n` means `(n, n)`."""
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     try:
+        if isinstance(value, (str, bytes, bool)):
+            raise TypeError(value)  # "16" would read as (1, 6)
         h, w = (int(v) for v in value)
     except (TypeError, ValueError):
         raise fail(name, value, owner, "an int or a pair (height, width)") from None
