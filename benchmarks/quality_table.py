@@ -8,6 +8,7 @@ with the number of seeds, the 1-NN range and the range of the seconds beside it.
 comes from.
 
     python benchmarks/quality_table.py results/quality.json results/quality_usps_round2.json
+    python benchmarks/quality_table.py --seeds FILES...   # the rows with several seeds, by seed
 """
 
 from __future__ import annotations
@@ -117,5 +118,31 @@ def table(paths) -> str:
     return "\n".join(lines)
 
 
+def seed_table(paths) -> str:
+    """The rows trained with several seeds, one column per seed (1-NN, then 10 labels per
+    class and the linear probe as `a / b / ...` in seed order)."""
+    runs = {k: sorted(v, key=lambda run: run[2]) for k, v in collect(paths).items()}
+    runs = {k: v for k, v in runs.items() if len(v) > 1}
+    seeds = sorted({seed for v in runs.values() for _, _, seed in v})
+    lines = [
+        "| data | method | "
+        + " | ".join(f"1-NN seed {seed}" for seed in seeds)
+        + " | 1-NN mean | 10 labels/class by seed | linear probe by seed |",
+        "|---" * (len(seeds) + 5) + "|",
+    ]
+    for key, v in runs.items():
+        by_seed = {seed: row for _, row, seed in v}
+        cells = [DATASETS[key[0]], NAMES.get(key[1], key[1])]
+        cells += [f"{by_seed[seed]['1nn']:.3f}" if seed in by_seed else "" for seed in seeds]
+        cells.append(f"{np.mean([row['1nn'] for row in by_seed.values()]):.3f}")
+        for score in SCORES[1:]:
+            cells.append(" / ".join(f"{row[score]:.3f}" for row in by_seed.values()))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(table(sys.argv[1:]))
+    if sys.argv[1:2] == ["--seeds"]:
+        print(seed_table(sys.argv[2:]))
+    else:
+        print(table(sys.argv[1:]))
