@@ -106,6 +106,7 @@ def test_in_range_hint_and_bounds_format():
 def test_ordered_pair():
     assert _checks.ordered_pair("scale", (0.2, 1), "Crop", 0.0, 1.0) == (0.2, 1.0)
     assert _checks.ordered_pair("ratio", [3, 3], "Crop") == (3.0, 3.0)
+    assert _checks.ordered_pair("ratio", iter([1, 2]), "Crop") == (1.0, 2.0)  # read once
     assert _message(_checks.ordered_pair, "scale", 0.5, "Crop") == (
         "Crop: `scale` must be a pair (min, max); received scale=0.5."
     )
@@ -142,7 +143,7 @@ def test_size_pair():
         "Aug: `image_size` must be positive; received image_size=(0, 8)."
     )
     # "16" is not (1, 6), True is not 1.
-    for bad in ["16", True]:
+    for bad in ["16", True, (True, 8)]:
         assert _message(_checks.size_pair, "image_size", bad, "Aug") == (
             "Aug: `image_size` must be an int or a pair (height, width); "
             f"received image_size={bad!r}."

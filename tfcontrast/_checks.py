@@ -96,12 +96,16 @@ def in_range(
     return number
 
 
-def _number_pair(value) -> tuple[float, float]:
-    """`value` as two floats; TypeError or ValueError for anything else. A string is not
-    a pair ("11" would read as (1, 1)), nor is a boolean a number."""
-    if isinstance(value, (str, bytes)) or any(isinstance(v, bool) for v in value):
+def _pair(value, cast=float) -> tuple:
+    """`value` as two `cast` numbers; TypeError or ValueError for anything else. A string
+    is not a pair ("11" would read as (1, 1)), nor is a boolean a number. Any iterable of
+    two (a list, an array, a generator) is read once."""
+    if isinstance(value, (str, bytes)):
         raise TypeError(value)
-    a, b = (float(v) for v in value)
+    values = tuple(value)
+    if any(isinstance(v, bool) for v in values):
+        raise TypeError(value)
+    a, b = (cast(v) for v in values)
     return (a, b)
 
 
@@ -110,7 +114,7 @@ def ordered_pair(
 ) -> tuple[float, float]:
     """`value` as `(min, max)` floats, if it is a pair with `low <= min <= max <= high`."""
     try:
-        a, b = _number_pair(value)
+        a, b = _pair(value)
     except (TypeError, ValueError):
         raise fail(name, value, owner, "a pair (min, max)") from None
     if not (low <= a <= b <= high):
@@ -122,7 +126,7 @@ def fraction_range(name: str, value, owner: str) -> tuple[float, float]:
     """`value` as `(min, max)` floats, if it is a pair with `0 < min <= max <= 1` (numbers
     or their strings, as from the command line)."""
     try:
-        low, high = _number_pair(value)
+        low, high = _pair(value)
     except (TypeError, ValueError):
         low = high = math.nan
     if not 0.0 < low <= high <= 1.0:
@@ -135,9 +139,7 @@ def size_pair(name: str, value, owner: str) -> tuple[int, int]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     try:
-        if isinstance(value, (str, bytes, bool)):
-            raise TypeError(value)  # "16" would read as (1, 6)
-        h, w = (int(v) for v in value)
+        h, w = _pair(value, int)
     except (TypeError, ValueError):
         raise fail(name, value, owner, "an int or a pair (height, width)") from None
     if h <= 0 or w <= 0:
