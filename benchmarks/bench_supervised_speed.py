@@ -74,7 +74,8 @@ def main(argv=None):
     args = parse_table_args(parser, argv, table)
     if args is None:
         return
-    default = (args.rounds, args.steps, args.batch_size) == (7, 10, 256) and not args.quick
+    settings = ("rounds", "steps", "batch_size")
+    default = not args.quick and all(getattr(args, k) == parser.get_default(k) for k in settings)
     if args.quick:
         args.rounds, args.steps = 2, 2
     import tensorflow as tf
@@ -118,7 +119,7 @@ def main(argv=None):
         "command": command_line(),
         "machine": machine_info(),
         "load_average_end": load_average(),
-        "settings": {"rounds": args.rounds, "steps": args.steps, "batch_size": args.batch_size},
+        "settings": {k: getattr(args, k) for k in settings},
         "rows": rows,
     }
     print(table(results))

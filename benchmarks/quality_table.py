@@ -3,9 +3,9 @@
 Files are read in the order given. A later file's row for the same data set and method
 replaces the earlier one (a re-run after a change), unless it is the same recipe trained
 with another seed (`bench_quality.py --seed`): then the row is the mean over the seeds,
-with the number of seeds, the 1-NN range and the range of the seconds beside it. A run with local crops
-(`local_views`) is a method of its own ("DINO, multi-crop"). Each row names the files it
-comes from.
+with the number of seeds, the 1-NN range and the range of the seconds beside it. A run
+with local crops (`local_views`) is a method of its own ("DINO, multi-crop"). Each row
+names the files it comes from.
 
     python benchmarks/quality_table.py results/quality.json results/quality_usps_round2.json
     python benchmarks/quality_table.py --seeds FILES...   # the rows with several seeds, by seed
