@@ -18,10 +18,10 @@ images instead (20%, stratified, seed 0) and trains on the rest: every choice of
 recipes is made there, never on the test split.
 
 Supervised rows: SupCon and, through the `metric` algorithm (the loss on the projections
-of two views of each image, as SupCon's), triplet (semi-hard), multi-similarity, ArcFace
-and ProxyAnchor: the
-same `ContrastiveModel`, recipe and epochs as `tfcontrast train --algorithm=metric
---loss=...`.
+of two views of each image, as SupCon's), triplet (semi-hard), multi-similarity and the
+proxy losses (ArcFace, CosFace, Sub-center ArcFace, NormalizedSoftmax, ProxyNCA,
+ProxyAnchor, each with its defaults): the same `ContrastiveModel`, recipe and epochs as
+`tfcontrast train --algorithm=metric --loss=...`.
 
     python benchmarks/bench_quality.py                          # every row, both data sets
     python benchmarks/bench_quality.py --split val --datasets usps --rows simclr \\
@@ -70,6 +70,10 @@ SUPERVISED = [
     "triplet_batch_hard",
     "multi_similarity",
     "arcface",
+    "cosface",
+    "subcenter_arcface",
+    "normalized_softmax",
+    "proxy_nca",
     "proxy_anchor",
 ]
 ROWS = SELF_SUPERVISED + SUPERVISED
@@ -99,6 +103,10 @@ METRIC_ROWS = {
     "triplet_batch_hard": {"loss": "triplet", "loss_options": {"miner": "batch_hard"}},
     "multi_similarity": {"loss": "multi_similarity"},
     "arcface": {"loss": "arcface"},
+    "cosface": {"loss": "cosface"},
+    "subcenter_arcface": {"loss": "subcenter_arcface"},
+    "normalized_softmax": {"loss": "normalized_softmax"},
+    "proxy_nca": {"loss": "proxy_nca"},
     "proxy_anchor": {"loss": "proxy_anchor"},
 }
 

@@ -37,6 +37,10 @@ NAMES = {
     "triplet_batch_hard": "triplet, batch-hard (labels)",
     "multi_similarity": "multi-similarity (labels)",
     "arcface": "ArcFace (labels)",
+    "cosface": "CosFace (labels)",
+    "subcenter_arcface": "Sub-center ArcFace (labels)",
+    "normalized_softmax": "NormalizedSoftmax (labels)",
+    "proxy_nca": "ProxyNCA (labels)",
     "proxy_anchor": "ProxyAnchor (labels)",
 }
 DATASETS = {"usps": "USPS", "digits": "digits 8x8"}
