@@ -64,33 +64,6 @@ DATASETS = {"usps": str(USPS), "digits": "digits"}
 SELF_SUPERVISED = [
     name for name in algorithms.names() if not algorithms.get_class(name).needs_labels
 ]
-SUPERVISED = [
-    "supcon",
-    "triplet",
-    "triplet_batch_hard",
-    "multi_similarity",
-    "arcface",
-    "cosface",
-    "subcenter_arcface",
-    "normalized_softmax",
-    "proxy_nca",
-    "proxy_anchor",
-]
-ROWS = SELF_SUPERVISED + SUPERVISED
-
-
-def load(dataset: str, split: str, seed: int = 0):
-    """`(x_train, y_train, x_eval, y_eval)` as `tfcontrast train` loads them."""
-    train, test = cli.load_data(DATASETS[dataset], seed=seed)
-    (x, y), (x_test, y_test) = train.arrays(), test.arrays()
-    if split == "test":
-        return x, y, x_test, y_test
-    from sklearn.model_selection import train_test_split
-
-    x, x_val, y, y_val = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
-    return x, y, x_val, y_val
-
-
 # Supervised rows that run the `metric` algorithm with a loss (and its options).
 # Triplet: semi-hard mining (FaceNet's remedy for the collapse hardest negatives cause
 # from scratch, and the loss's default). Batch-hard is kept as the row that shows that
@@ -109,6 +82,20 @@ METRIC_ROWS = {
     "proxy_nca": {"loss": "proxy_nca"},
     "proxy_anchor": {"loss": "proxy_anchor"},
 }
+SUPERVISED = ["supcon", *METRIC_ROWS]
+ROWS = SELF_SUPERVISED + SUPERVISED
+
+
+def load(dataset: str, split: str, seed: int = 0):
+    """`(x_train, y_train, x_eval, y_eval)` as `tfcontrast train` loads them."""
+    train, test = cli.load_data(DATASETS[dataset], seed=seed)
+    (x, y), (x_test, y_test) = train.arrays(), test.arrays()
+    if split == "test":
+        return x, y, x_test, y_test
+    from sklearn.model_selection import train_test_split
+
+    x, x_val, y, y_val = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    return x, y, x_val, y_val
 
 
 def train(row: str, recipe, x, y, seed: int):
