@@ -9,13 +9,15 @@ images, with cosine similarity:
 - 1-NN accuracy with 10 labels per class (the label-efficient score; mean of 5 draws,
   seeds 0-4, the same draws for every row);
 - a linear probe (logistic regression on the standardised embeddings, all labels);
+- MAP@R of each held-out image against the training images (the ranking of all its
+  same-class images: it still separates settings where a validation 1-NN is saturated);
 - wall and CPU seconds of training.
 
 Data sets: USPS (`../shared/datasets/usps.npz`, 16x16, 7,291 training and 2,007 test
 images: the official test split) and scikit-learn's 8x8 digits (1,257 / 540, the split of
 `tfcontrast train`). `--split val` scores on a validation split cut from the training
-images instead (20%, stratified, seed 0) and trains on the rest: every choice of the
-recipes is made there, never on the test split.
+images instead (20%, stratified, cut with `--seed`, which also seeds the training) and
+trains on the rest: every choice of the recipes is made there, never on the test split.
 
 Supervised rows: SupCon and, through the `metric` algorithm (the loss on the projections
 of two views of each image, as SupCon's), triplet (semi-hard), multi-similarity and the
