@@ -257,20 +257,26 @@ def test_class_batches_feed_p_classes_of_k_images(monkeypatch):
 @pytest.mark.parametrize(
     "loss, loss_options, expected",
     [
-        ("proxy_anchor", {}, 100.0),  # its authors' 100x
-        ("proxy_anchor", {"lr_multiplier": 3.0}, 3.0),  # the user's wins
-        ("arcface", {}, 1.0),
+        # ProxyAnchor: its authors' 100x proxy learning rate and the recipe's alpha 16
+        ("proxy_anchor", {}, {"lr_multiplier": 100.0, "alpha": 16.0}),
+        # the user's options win, one at a time
+        ("proxy_anchor", {"lr_multiplier": 3.0}, {"lr_multiplier": 3.0, "alpha": 16.0}),
+        ("proxy_anchor", {"alpha": 32.0}, {"lr_multiplier": 100.0, "alpha": 32.0}),
+        ("arcface", {}, {"lr_multiplier": 1.0}),
     ],
 )
-def test_proxy_losses_train_at_their_authors_proxy_learning_rate(loss, loss_options, expected):
+def test_proxy_losses_train_with_their_recipe_defaults(loss, loss_options, expected):
     options = {"loss": loss, **({"loss_options": loss_options} if loss_options else {})}
     recipe = recipes.Recipe.for_algorithm("metric", options=options, backbone="small_convnet")
     model, _ = recipes.build_model(recipe, (8, 8, 1), labels=np.arange(10))
     model.build((None, 8, 8, 1))
-    assert model.proxies.lr_multiplier == expected
-    # The algorithm's config carries it: a reloaded model trains the same way.
-    saved = model.algorithm.get_config()
-    assert saved.get("loss_options", {}).get("lr_multiplier", 1.0) == expected
+    assert model.proxies.lr_multiplier == expected["lr_multiplier"]
+    if "alpha" in expected:
+        assert model.algorithm.loss.alpha == expected["alpha"]
+    # The algorithm's config carries them: a reloaded model trains the same way.
+    saved = model.algorithm.get_config().get("loss_options", {})
+    assert saved.get("lr_multiplier", 1.0) == expected["lr_multiplier"]
+    assert saved.get("alpha") == expected.get("alpha")
 
 
 def test_local_crops_take_the_recipes_size_and_scale():

@@ -86,13 +86,13 @@ class Algorithm:
     def recipe_options(cls, options: dict) -> dict:
         """The constructor arguments `tfcontrast.models.recipes` (AdamW) builds this
         algorithm with, given the recipe's `options`: a hook for a setting that depends
-        on another option (the metric algorithm's proxy learning rate follows its loss).
+        on another option (the metric algorithm's loss options follow its loss).
 
         Example:
 
         ```python
         Metric.recipe_options({"loss": "proxy_anchor"})
-        # {"loss": "proxy_anchor", "loss_options": {"lr_multiplier": 100.0}}
+        # {"loss": "proxy_anchor", "loss_options": {"lr_multiplier": 100.0, "alpha": 16.0}}
         ```
         """
         return options

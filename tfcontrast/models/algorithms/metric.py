@@ -116,16 +116,15 @@ class Metric(Algorithm):
 
     @classmethod
     def recipe_options(cls, options):
-        """A proxy loss trains its proxies at its authors' learning-rate multiplier
-        (`ProxyLoss.authors_lr_multiplier`: ProxyAnchor's 100x) unless `loss_options`
-        sets `lr_multiplier`."""
+        """A named loss trains with its `recipe_defaults` (ProxyAnchor: the authors' 100x
+        proxy learning rate and alpha 16) where `loss_options` does not set them."""
         loss = options.get("loss")
-        loss_class = _proxy_losses().get(loss) if isinstance(loss, str) else None
-        multiplier = getattr(loss_class, "authors_lr_multiplier", 1.0)
-        loss_options = dict(options.get("loss_options") or {})
-        if multiplier == 1.0 or "lr_multiplier" in loss_options:
+        known = {**_supervised_losses(), **_proxy_losses()}
+        loss_class = known.get(loss) if isinstance(loss, str) else None
+        defaults = getattr(loss_class, "recipe_defaults", {})
+        if not defaults:
             return options
-        return {**options, "loss_options": {**loss_options, "lr_multiplier": multiplier}}
+        return {**options, "loss_options": {**defaults, **(options.get("loss_options") or {})}}
 
     def build(self, model, projection_dim):
         from tfcontrast.losses import CrossBatchMemory
