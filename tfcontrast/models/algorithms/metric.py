@@ -53,7 +53,9 @@ class Metric(Algorithm):
     Args:
         loss: a name from `loss_names()` or a `tfcontrast.losses.MetricLoss` object.
         loss_options: the named loss's constructor arguments, e.g.
-            `{"miner": "batch_hard", "margin": 0.1}`.
+            `{"miner": "batch_hard", "margin": 0.1}`. `tfcontrast.models.recipes` (and
+            so the CLI) fills in the loss's `recipe_defaults` these do not set
+            (ProxyAnchor: `lr_multiplier` 100, `alpha` 16).
         num_classes: the number of classes, for the proxy losses (their proxies, one
             per class, are a layer of the model: `model.proxies`).
 
