@@ -211,6 +211,8 @@ def main(argv=None):
                 "dataset": dataset,
                 "row": row,
                 "recipe": recipe.to_dict(),
+                # the options the algorithm was built with, recipe defaults filled in
+                "algorithm": json.loads(json.dumps(model.algorithm.get_config(), default=str)),
                 "epochs": recipe.epochs_for(len(x)),
                 "augmentation": note,
                 "wall_seconds": round(wall, 1),
@@ -231,7 +233,7 @@ def main(argv=None):
                     embed(model, recipe, x, other), y, embed(model, recipe, x_eval, other), y_eval
                 )
             results["rows"].append(record)
-            print(json.dumps({k: v for k, v in record.items() if k not in ("recipe",)}))
+            print(json.dumps({k: v for k, v in record.items() if k not in ("recipe", "algorithm")}))
             write_json(out, results)
     print(table(results))
     print(f"wrote {out}")
