@@ -22,7 +22,7 @@ trains on the rest: every choice of the recipes is made there, never on the test
 Supervised rows: SupCon and, through the `metric` algorithm (the loss on the projections
 of two views of each image, as SupCon's), triplet (semi-hard), multi-similarity and the
 proxy losses (ArcFace, CosFace, Sub-center ArcFace, NormalizedSoftmax, ProxyNCA,
-ProxyAnchor, each with its defaults): the same `ContrastiveModel`, recipe and epochs as
+ProxyAnchor, each with its defaults and its `recipe_defaults`): the same `ContrastiveModel`, recipe and epochs as
 `tfcontrast train --algorithm=metric --loss=...`.
 
     python benchmarks/bench_quality.py                          # every row, both data sets
