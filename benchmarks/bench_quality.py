@@ -65,7 +65,8 @@ from tfcontrast.evaluation import (  # noqa: E402
 from tfcontrast.models import algorithms, recipes  # noqa: E402
 
 USPS = HERE.parent.parent / "shared" / "datasets" / "usps.npz"
-DATASETS = {"usps": str(USPS), "digits": "digits"}
+CIFAR10_SMALL = HERE.parent.parent / "shared" / "datasets" / "cifar10_small.npz"
+DATASETS = {"usps": str(USPS), "digits": "digits", "cifar10_small": str(CIFAR10_SMALL)}
 # Every registered algorithm that trains without labels (the supervised ones are listed
 # with their losses below).
 SELF_SUPERVISED = [
@@ -125,6 +126,7 @@ def embed(model, recipe, images, serve=None):
 def scores(train_emb, train_y, eval_emb, eval_y, draws: int = 5) -> dict:
     return {
         "1nn": float(knn_accuracy(train_emb, train_y, eval_emb, eval_y, k=1)),
+        "knn20": float(knn_accuracy(train_emb, train_y, eval_emb, eval_y, k=20)),
         "10_labels_1nn": float(
             few_shot_1nn_scores(train_emb, train_y, eval_emb, eval_y, draws=draws).mean()
         ),

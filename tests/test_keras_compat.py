@@ -230,3 +230,13 @@ def test_multi_worker_patch_falls_back_to_no_patch(monkeypatch):
     assert tf_trainer.reduce_per_replica is original
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     assert compat.patch_multi_worker_reduce() is False
+
+
+def test_keras_home_follows_keras():
+    import os
+
+    from keras.src.backend.config import keras_home  # the internal it wraps
+
+    assert compat.keras_home() == keras_home()
+    if "KERAS_HOME" not in os.environ:
+        assert compat._public_keras_home() == keras_home()

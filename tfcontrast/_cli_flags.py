@@ -52,22 +52,26 @@ flags.DEFINE_string(
     "x_train, y_train, x_test, y_test (its test split is then used for evaluation); "
     "'tfds:NAME'; or 'digits' (scikit-learn's, the default). index: the collection to embed.",
 )
-# The default: VICReg beat SimCLR on the USPS validation split at both budgets measured
-# (50 epochs: 0.976 against 0.956 at 10 labels per class; the recipes' ~3,000 steps:
-# 0.982 / 1-NN 0.992 against SimCLR's 0.973 / 0.984 at 100 epochs), with no negatives and
-# no temperature to set (benchmarks/README.md, "How the recipes were chosen").
+# Unset: the method of the kind of images (tfcontrast.models.recipes.IMAGE_KINDS, each
+# chosen on a validation split of its kind: VICReg for digits and other glyphs, SimCLR
+# for photos; benchmarks/README.md, "How the recipes were chosen").
 flags.DEFINE_string(
     "algorithm",
-    "vicreg",
-    "The method, by its name in tfcontrast.models.algorithms (an unknown name lists them). "
-    "Self-supervised methods need no labels; supervised ones train on labelled data.",
+    None,
+    "The method, by its name in tfcontrast.models.algorithms (an unknown name lists them); "
+    "unset, the images' own: VICReg for digits and other glyphs, SimCLR for photos (said "
+    "in the output). Self-supervised methods need no labels; supervised ones train on "
+    "labelled data.",
 )
 # Training settings: unset (None) takes the algorithm's recipe default
 # (tfcontrast.models.recipes), chosen by measurement on a validation split.
 flags.DEFINE_string(
     "backbone",
     None,
-    "auto (the default: a small-image ResNet-18, or a small ConvNet below 16 px), "
+    "auto (the default: a small-image ResNet-18, or a small ConvNet below 16 px; for colour "
+    "photos of 64 px or more, ImageNet-pretrained EfficientNetV2B0 when its weights are in "
+    "Keras' cache or given with --weights), the run directory of an earlier run or a saved "
+    ".keras model (its backbone, pre-trained, fine-tunes here), "
     "cifar_resnet18, small_convnet, or any keras.applications model by name (ResNet50, "
     "EfficientNetV2B0, MobileNetV3Small, ConvNeXtTiny, ...; its input preprocessing is "
     "inside the model, so exports take raw pixels), or the directory of a KerasHub image "
@@ -80,7 +84,8 @@ flags.DEFINE_string(
     "weights",
     None,
     "Weights of a keras.applications backbone: imagenet (downloaded by Keras) or the path "
-    "of a weights file; unset trains from scratch.",
+    "of a weights file (with --backbone=auto, of EfficientNetV2B0); unset trains from "
+    "scratch, or from Keras' cached ImageNet weights for photos with --backbone=auto.",
 )
 flags.DEFINE_bool(
     "freeze_backbone", None, "Train the heads only, on a frozen (pretrained) backbone."
@@ -135,6 +140,12 @@ flags.DEFINE_integer(
     "Batches in an epoch (default: one pass over the data); on a large collection, for "
     "progress, monitors and backups every this many steps. Unset --epochs then gives the "
     "recipe's ~3,000 steps.",
+)
+flags.DEFINE_float(
+    "time_budget",
+    None,
+    "Minutes of training: a few steps are timed on this machine and the epochs that fit "
+    "are trained (instead of the recipe's steps; excludes --epochs).",
 )
 flags.DEFINE_integer("batch_size", None, "Global batch size (recipe default if unset).")
 flags.DEFINE_float(
@@ -221,6 +232,7 @@ MODEL_FLAGS = (
 )
 SCHEDULE_FLAGS = (
     "epochs",
+    "time_budget",
     "steps_per_epoch",
     "batch_size",
     "classes_per_batch",

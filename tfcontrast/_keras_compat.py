@@ -229,3 +229,30 @@ def patch_multi_worker_reduce() -> bool:
     reduce_per_replica._tfcontrast_patched = True
     tf_trainer.reduce_per_replica = reduce_per_replica
     return True
+
+
+# -- files -----------------------------------------------------------------------------
+
+
+def keras_home() -> str:
+    """The directory Keras caches downloads under (`models/` holds application weights).
+
+    Internal: `keras.src.backend.config.keras_home` (checked on Keras 3.15). Fallback: the
+    rule it documents, `$KERAS_HOME`, else `~/.keras` (`/tmp/.keras` where the home
+    directory is not writable).
+    """
+    try:
+        from keras.src.backend.config import keras_home as internal
+
+        return internal()
+    except ImportError:
+        return _public_keras_home()
+
+
+def _public_keras_home() -> str:
+    import os
+
+    if "KERAS_HOME" in os.environ:
+        return os.environ["KERAS_HOME"]
+    base = os.path.expanduser("~")
+    return os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")

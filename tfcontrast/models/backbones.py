@@ -18,6 +18,8 @@ convnet = backbones.small_convnet((8, 8, 1))       # 128-d features, for digits
 efficient = backbones.get("EfficientNetV2B0", (96, 96, 3), weights="imagenet")
 # A KerasHub image backbone from a preset directory (needs `pip install keras-hub`):
 hub = backbones.get("presets/resnet_18_imagenet", (96, 96, 3))
+# The backbone of an earlier run (its run directory, or a saved `.keras` model):
+mine = backbones.get("runs/simclr-unlabelled", (32, 32, 3))
 ```
 """
 
@@ -248,6 +250,76 @@ def kerashub(preset: str, input_shape) -> keras.Model:
     return keras.Model(inputs, pool(name="pool")(features), name=f"kerashub_{name}")
 
 
+# -- an earlier run's backbone ---------------------------------------------------------
+def saved_model_path(name: str) -> str | None:
+    """The `.keras` file `name` points at: the file itself, or a run directory's
+    `model.keras` (what `tfcontrast train` writes); None when it is neither."""
+    if name.endswith(".keras"):
+        return name
+    path = os.path.join(name, "model.keras")
+    return path if os.path.isfile(path) else None
+
+
+def is_saved(name: str) -> bool:
+    """Whether `name` is a `.keras` file or a run directory holding `model.keras`."""
+    return saved_model_path(name) is not None
+
+
+def from_saved(name: str, input_shape) -> keras.Model:
+    """The backbone of a saved model: a `ContrastiveModel`'s `backbone` (pre-trained by
+    `tfcontrast train` or `model.save`), or any saved Keras model that maps images to
+    feature vectors. Its weights are the saved ones; they train on (fine-tuning) unless
+    the recipe freezes them.
+
+    Raises:
+        ValueError: when nothing readable is there, or the saved backbone takes images of
+            another size or number of channels than `input_shape`.
+    """
+    path = saved_model_path(name)
+    if path is None or not os.path.isfile(path):
+        raise ValueError(
+            f"backbone {name!r}: no saved model there; expected a `.keras` file or a run "
+            "directory holding model.keras (written by `tfcontrast train`)."
+        )
+    try:
+        saved = keras.saving.load_model(path)
+    except Exception as error:  # noqa: BLE001 - zip, HDF5 and deserialisation errors alike
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(
+            f"backbone {name!r}: {path} cannot be read as a Keras model ({reason})."
+        ) from None
+    network = getattr(saved, "backbone", saved)
+    expected = tuple(int(v) for v in input_shape[-3:])
+    taken = tuple(network.input_shape[1:])
+    fits = len(taken) == 3 and all(t is None or t == e for t, e in zip(taken, expected))
+    if not fits:
+        shape = "x".join("any" if v is None else str(v) for v in taken)
+        raise ValueError(
+            f"backbone {name!r} takes images of shape {shape}; the data's are "
+            f"{'x'.join(map(str, expected))}. Pre-train on images of the same size and "
+            "channels, or resize them (`image_size`)."
+        )
+    return network
+
+
+# -- pretrained first ---------------------------------------------------------------------
+# The ImageNet model `choose_backbone` prefers for photos when its weights are at hand:
+# EfficientNetV2-B0 is the smallest keras.applications model of its accuracy (78.7% top-1,
+# 7M weights, 0.7 GFLOPs at 224 px), which is what a CPU can fine-tune. The file name is
+# the one Keras caches its ImageNet weights under (`include_top=False`).
+PRETRAINED = "EfficientNetV2B0"
+PRETRAINED_FILE = "efficientnetv2-b0_notop.h5"
+
+
+def cached_weights(file_name: str = PRETRAINED_FILE) -> str | None:
+    """The path of Keras' cached weights file `file_name` (under `$KERAS_HOME/models`,
+    `~/.keras/models` by default), or None when it was never downloaded."""
+    from tfcontrast._keras_compat import keras_home
+
+    path = os.path.join(keras_home(), "models", file_name)
+    return path if os.path.isfile(path) else None
+
+
 _BACKBONES = {
     "cifar_resnet18": cifar_resnet18,
     "resnet18": cifar_resnet18,
@@ -267,7 +339,7 @@ def is_application(name: str) -> bool:
 
 
 def is_known(name: str) -> bool:
-    return name in _BACKBONES or is_application(name) or is_preset(name)
+    return name in _BACKBONES or is_application(name) or is_preset(name) or is_saved(name)
 
 
 def get(name: str, input_shape, weights=None, **kwargs) -> keras.Model:
@@ -275,15 +347,18 @@ def get(name: str, input_shape, weights=None, **kwargs) -> keras.Model:
 
     `weights` (`None`, `"imagenet"` or a weights file) applies to `keras.applications`
     models; `kwargs` (e.g. `width`) to the small-image backbones. A KerasHub preset
-    directory (`is_preset`) brings its own weights.
+    directory (`is_preset`), a saved model or a run directory (`is_saved`) brings its own
+    weights.
     """
-    if is_preset(name):
-        if weights is not None or kwargs:
-            raise ValueError(
-                f"backbone {name!r}: a KerasHub preset brings its own weights and "
-                f"architecture; received weights={weights!r}, {kwargs}."
-            )
-        return kerashub(name, input_shape)
+    own = {"a saved model": (is_saved, from_saved), "a KerasHub preset": (is_preset, kerashub)}
+    for kind, (matches, build) in own.items():
+        if matches(name):
+            if weights is not None or kwargs:
+                raise ValueError(
+                    f"backbone {name!r}: {kind} brings its own weights and architecture; "
+                    f"received weights={weights!r}, {kwargs}."
+                )
+            return build(name, input_shape)
     if name in _BACKBONES:
         if weights is not None:
             raise ValueError(

@@ -7,12 +7,15 @@ representation is served. `tfcontrast train` and `benchmarks/bench_quality.py` b
 train their models through this module, so what the benchmark measures is what the
 command line runs.
 
-Defaults come in three layers, later ones winning:
+Defaults come in four layers, later ones winning:
 
 1. `Recipe`'s field defaults: small images trained from scratch on a CPU;
 2. the algorithm's own `recipe_defaults` (each algorithm module declares them next to
    its loss, so adding a method never touches this file);
-3. what the user sets (`Recipe.for_algorithm("byol", learning_rate=1e-3)`, or flags).
+3. the kind of images (`IMAGE_KINDS`: glyphs such as digits, small photos, photos), when
+   the recipe is made for them with `for_images`: the method and the settings chosen on a
+   validation split of that kind;
+4. what the user sets (`Recipe.for_algorithm("byol", learning_rate=1e-3)`, or flags).
 
 How each default was chosen (on a validation split cut from USPS's training images,
 never on a test split) is written next to it and in `benchmarks/README.md`.
@@ -22,12 +25,14 @@ Example:
 ```python
 from tfcontrast.models import recipes
 
-recipe = recipes.Recipe.for_algorithm("simclr")
+recipe, why = recipes.for_images(x_train)     # the method and settings for these images
 model, note = recipes.build_model(recipe, x_train.shape[1:], sample=x_train)
-print(note)                                   # which augmentation, and why
+print(why, note, sep="\n")                     # which recipe, augmentation, backbone, and why
 recipes.compile_model(model, recipe, num_examples=len(x_train))
 recipes.fit(model, recipe, x_train)
 ```
+
+`Recipe.for_algorithm("simclr")` gives one algorithm's recipe whatever the images.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import os
+import time
 
 import numpy as np
 
@@ -105,7 +112,11 @@ class Recipe:
             classes; set both, or neither for batches drawn at random. An epoch is
             still `len(x)` images (or `steps_per_epoch` batches).
         epochs: epochs of training; `None` takes enough epochs for `steps` optimisation
-            steps (between `min_epochs` and `max_epochs` passes over the data).
+            steps (between `min_epochs` and `max_epochs` passes over the data), or for
+            `time_budget`.
+        time_budget: minutes of training: `within_budget` times a few training steps of
+            the model on this machine and sets the epochs that fit (instead of `steps`);
+            `None` for the recipe's steps. Excludes `epochs`.
         steps_per_epoch: batches in an epoch; `None` for one pass over the images.
             On a large collection it gives the progress line, the monitors and the
             backups an epoch of a chosen length; each epoch takes the next batches of
@@ -144,6 +155,7 @@ class Recipe:
     steps: int = 3000
     min_epochs: int = 20
     max_epochs: int = 200
+    time_budget: float | None = None
     serve: str = "backbone"
     online_probe: bool = False
 
@@ -201,6 +213,12 @@ class Recipe:
     def _check_settings(self) -> None:
         from tfcontrast.layers import augmentation as augmentation_lib
 
+        if os.path.isdir(self.backbone) and not backbones_lib.is_known(self.backbone):
+            raise RecipeError(
+                "backbone",
+                f"Recipe: `backbone` {self.backbone!r} is a directory without model.keras (a "
+                "run of `tfcontrast train`) or config.json (a KerasHub preset).",
+            )
         for name, known, ok in (
             ("backbone", backbones_lib.names(), backbones_lib.is_known),
             ("augmentation", augmentation_lib.preset_names(), None),
@@ -212,11 +230,13 @@ class Recipe:
                     name,
                     f"Recipe: unknown `{name}` {value!r}; expected 'auto' or one of {known}{also}.",
                 )
-        if self.weights is not None and not backbones_lib.is_application(self.backbone):
+        takes_weights = self.backbone == "auto" or backbones_lib.is_application(self.backbone)
+        if self.weights is not None and not takes_weights:
             raise RecipeError(
                 "weights",
-                f"Recipe: `weights` ({self.weights!r}) need a keras.applications backbone; "
-                f"the backbone is {self.backbone!r}.",
+                f"Recipe: `weights` ({self.weights!r}) need a keras.applications backbone "
+                f"(or 'auto', which then prefers {backbones_lib.PRETRAINED} for photos); the "
+                f"backbone is {self.backbone!r}.",
             )
         if self.width is not None and self.backbone not in ("auto", *RECIPE_WIDTHS):
             raise RecipeError(
@@ -263,6 +283,21 @@ class Recipe:
             if value is not None and int(value) < least:
                 raise RecipeError(name, f"Recipe: `{name}` must be >= {least}; received {value}.")
         self._check_class_batches()
+        if self.time_budget is not None:
+            if isinstance(self.time_budget, bool) or not (
+                isinstance(self.time_budget, (int, float)) and 0 < self.time_budget < math.inf
+            ):
+                raise RecipeError(
+                    "time_budget",
+                    "Recipe: `time_budget` must be a positive number of minutes; received "
+                    f"{self.time_budget!r}.",
+                )
+            if self.epochs is not None:
+                raise RecipeError(
+                    "time_budget",
+                    f"Recipe: `time_budget` ({self.time_budget:g} minutes) sets the epochs; "
+                    f"it contradicts `epochs` ({self.epochs}). Set one of them.",
+                )
         if not self.learning_rate > 0:
             raise RecipeError(
                 "learning_rate",
@@ -370,19 +405,163 @@ RECIPE_WIDTHS = {"cifar_resnet18": 8, "resnet18": 8, "small_convnet": 32, "convn
 # digits: 0.977 against 0.968 at 10 labels per class, in half the time).
 RESNET_MIN_SIDE = 16
 
+# Photos this large or larger are worth an ImageNet-pretrained backbone: ImageNet models
+# see 224 px; at 32 px and less their features are poor and their cost out of proportion.
+PRETRAINED_MIN_SIDE = 64
 
-def choose_backbone(image_shape) -> tuple[str, str]:
-    """`(name, reason)`: the backbone the recipes train on images of `image_shape`."""
+
+def choose_backbone(image_shape, sample=None, weights=None) -> tuple[str, str | None, str]:
+    """`(name, weights, reason)`: the backbone the recipes train on images of `image_shape`.
+
+    Photos (colour images of at least `PRETRAINED_MIN_SIDE` px) get an ImageNet-pretrained
+    `backbones.PRETRAINED` when its weights are at hand: the file `weights` names, or Keras'
+    cache of a download made before. Without them (offline), and for every other image,
+    the backbone trains from scratch: the small-image ResNet-18, or the small ConvNet below
+    `RESNET_MIN_SIDE` px. `sample` (a few images) tells gray images stored with 3 channels.
+    """
+    from tfcontrast.layers import augmentation as augmentation_lib
+
     height, width = (int(v) for v in image_shape[-3:-1])
     side = min(height, width)
     if side < RESNET_MIN_SIDE:
-        return "small_convnet", (
-            f"{height}x{width} images are too small for a ResNet-18's three downsamplings "
-            f"(< {RESNET_MIN_SIDE} px)"
+        return (
+            "small_convnet",
+            None,
+            (
+                f"{height}x{width} images are too small for a ResNet-18's three downsamplings "
+                f"(< {RESNET_MIN_SIDE} px)"
+            ),
         )
-    return "cifar_resnet18", (
-        f"a ResNet-18 for small images (3x3 stem, no max-pool) for {height}x{width} images"
+    scratch = f"a ResNet-18 for small images (3x3 stem, no max-pool) for {height}x{width} images"
+    photos = augmentation_lib.choose_preset(image_shape, sample)[0] != "glyphs"
+    if not photos or side < PRETRAINED_MIN_SIDE:
+        return "cifar_resnet18", None, scratch
+    found = weights if weights not in (None, "imagenet") else backbones_lib.cached_weights()
+    if found is not None:
+        origin = "the file given" if found == weights else "Keras' cache"
+        return (
+            backbones_lib.PRETRAINED,
+            found,
+            (
+                f"photos of {height}x{width}: pretrained first, {backbones_lib.PRETRAINED} with "
+                f"ImageNet weights from {origin} ({found}); the heads train first on the frozen "
+                "backbone, then the whole network fine-tunes"
+            ),
+        )
+    return (
+        "cifar_resnet18",
+        None,
+        (
+            f"{scratch}, trained from scratch: no ImageNet weights at hand for photos of "
+            f"{height}x{width} (Keras' cache has no {backbones_lib.PRETRAINED_FILE}; give a "
+            f"weights file of {backbones_lib.PRETRAINED} with `weights` / --weights)"
+        ),
     )
+
+
+def resolve(recipe: Recipe, image_shape, sample=None, num_examples=None) -> tuple[Recipe, str]:
+    """`(recipe, note)`: `recipe` with `backbone="auto"` replaced by `choose_backbone`'s
+    choice, and the note saying which and why (empty when nothing was left to choose).
+
+    A pretrained choice trains the heads first: the backbone is frozen for the first fifth
+    of the epochs (`freeze_backbone`, `unfreeze_after`), unless the recipe sets those.
+    `num_examples` sizes that fifth (`epochs_for`); without it, the fifth of `min_epochs`.
+    """
+    if recipe.backbone != "auto":
+        return recipe, ""
+    name, weights, reason = choose_backbone(image_shape, sample, recipe.weights)
+    if recipe.weights is not None and weights is None:
+        raise RecipeError(
+            "weights",
+            f"Recipe: `weights` ({recipe.weights!r}) are for a pretrained backbone, which "
+            f"`backbone='auto'` takes for colour photos of at least {PRETRAINED_MIN_SIDE} px; "
+            f"for these images it trains {name} from scratch. Name a keras.applications "
+            "backbone to use the weights anyway.",
+        )
+    changes = {"backbone": name, "weights": weights}
+    if weights is not None and not recipe.freeze_backbone and recipe.lora_rank is None:
+        epochs = recipe.epochs_for(num_examples) if num_examples else recipe.min_epochs
+        if epochs > 1:
+            changes.update(freeze_backbone=True, unfreeze_after=max(1, epochs // 5))
+    return recipe.replace(**changes), f"backbone: {name} ({reason})"
+
+
+# What kind of images a data set holds, as the augmentation presets tell them apart
+# (`tfcontrast.layers.augmentation.choose_preset`), and the recipe each kind trains with
+# when the user names no algorithm: `algorithm`, then settings over the algorithm's own
+# `recipe_defaults`. Every choice was made on a validation split cut from the training
+# images of a real data set of that kind (`benchmarks/README.md`, "How the recipes were
+# chosen"); the test splits only report.
+@dataclasses.dataclass(frozen=True)
+class ImageKind:
+    """The default recipe of a kind of images; `reason` says how it was chosen."""
+
+    algorithm: str
+    settings: dict
+    reason: str
+
+
+IMAGE_KINDS = {
+    # USPS validation split: VICReg beat SimCLR at both budgets measured (50 epochs: 0.976
+    # against 0.956 at 10 labels per class; ~3,000 steps: 0.982 against 0.973).
+    "glyphs": ImageKind("vicreg", {}, "VICReg, chosen on a USPS validation split (16 px digits)"),
+    "small_natural": ImageKind(
+        "simclr",
+        {},
+        "SimCLR, chosen on a validation split of CIFAR-10 photos (32 px)",
+    ),
+    # No photo set above 64 px is at hand: the small photos' method, and pretrained
+    # weights first (`choose_backbone`).
+    "natural": ImageKind(
+        "simclr",
+        {},
+        "SimCLR as for small photos (no larger photo set was at hand to choose on)",
+    ),
+}
+
+
+def image_kind(image_shape, sample=None) -> tuple[str, str]:
+    """`(kind, reason)`: the kind of images of `image_shape` (a key of `IMAGE_KINDS`)."""
+    from tfcontrast.layers import augmentation as augmentation_lib
+
+    return augmentation_lib.choose_preset(image_shape, sample)
+
+
+def for_images(images, algorithm=None, num_examples=None, **overrides) -> tuple[Recipe, str]:
+    """`(recipe, note)`: the recipe for training on `images`, and lines saying which
+    recipe and why.
+
+    Args:
+        images: the images `(N, H, W, C)` (a few hundred are looked at), or their shape
+            `(H, W, C)`.
+        algorithm: a registered algorithm name; `None` takes the kind of images' own
+            (`IMAGE_KINDS`).
+        num_examples: the number of training images (default: `len(images)`), which sizes
+            the epochs of a pretrained backbone's heads-first stage.
+        **overrides: `Recipe` settings (`options=` for the algorithm's), over the kind's
+            and the algorithm's defaults.
+
+    Example:
+
+    ```python
+    recipe, why = recipes.for_images(x_train)             # photos: SimCLR; digits: VICReg
+    recipe, why = recipes.for_images(x_train, "byol", learning_rate=1e-3)
+    ```
+    """
+    shape = tuple(int(v) for v in np.shape(images)[-3:])
+    sample = images if np.ndim(images) == 4 else None
+    if num_examples is None and sample is not None:
+        num_examples = len(images)
+    kind, why = image_kind(shape, sample)
+    defaults = IMAGE_KINDS[kind]
+    chosen = algorithm or defaults.algorithm
+    settings = {**defaults.settings, **{k: v for k, v in overrides.items() if v is not None}}
+    recipe = Recipe.for_algorithm(chosen, **settings)
+    note = f"images: {why}"
+    if algorithm is None:
+        note += f"; their recipe: {defaults.reason}"
+    recipe, backbone_note = resolve(recipe, shape, sample, num_examples)
+    return recipe, "\n".join(filter(None, (note, backbone_note)))
 
 
 def _projector(algorithm, recipe):
@@ -464,10 +643,15 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None, labels=
             f"\nmulti-crop: 2 global views and {recipe.local_views} local crops of "
             f"{local.height}x{local.width} from {local.scale[0]:g}-{local.scale[1]:g} of the view"
         )
+    recipe, backbone_note = resolve(recipe, image_shape, sample)
+    if backbone_note:
+        note += "\n" + backbone_note
     backbone, width = recipe.backbone, recipe.width
-    if backbone == "auto":
-        backbone, why = choose_backbone(image_shape)
-        note += f"\nbackbone: {backbone} ({why})"
+    if backbones_lib.is_saved(backbone):
+        note += (
+            f"\nbackbone: the pre-trained backbone of {backbone} "
+            f"({'frozen' if recipe.freeze_backbone else 'fine-tuned'} here)"
+        )
     if width is None:
         width = RECIPE_WIDTHS.get(backbone)
     backbone_kwargs = {} if width is None else {"width": width}
@@ -508,6 +692,83 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None, labels=
         serve=recipe.serve,
     )
     return model, note
+
+
+# The share of a time budget given to the optimisation steps timed by `within_budget`; the
+# rest is for what an epoch does besides (monitors, backups, the heads-first stage's
+# second compilation) and for timing noise.
+BUDGET_MARGIN = 0.9
+
+
+def within_budget(
+    recipe: Recipe, x, y=None, probe_steps: int = 5, seed: int = 0, clock=time.perf_counter
+):
+    """`(recipe, note)`: `recipe` with the epochs that fit its `time_budget` on this
+    machine (`time_budget` then None), and a line saying how they were counted.
+
+    Builds a throwaway copy of the recipe's model, times `probe_steps` training steps of
+    the whole network (after one step for tracing) on `x`'s first images, and gives
+    `BUDGET_MARGIN` of the budget to steps at that pace: at least one epoch, however
+    short the budget. A recipe without a budget comes back unchanged.
+
+    Args:
+        recipe: the settings; `time_budget` in minutes.
+        x: the training images (an array, or a `tfcontrast.data.ImageSource`).
+        y: their labels (for the algorithms that need them).
+        probe_steps: steps timed after the first.
+        seed: seed of the throwaway model.
+        clock: the seconds counter the steps are timed with.
+    """
+    if recipe.time_budget is None:
+        return recipe, ""
+    import keras
+
+    streamed = hasattr(x, "batches")
+    num_examples = len(x)
+    needed = recipe.batch_size * (probe_steps + 2)
+    if streamed:
+        x, y = x.take(min(needed, num_examples)).arrays()
+    x = np.asarray(x)[:needed]
+    y = None if y is None else np.asarray(y)[: len(x)]
+    model, _ = build_model(
+        recipe.replace(freeze_backbone=False, unfreeze_after=None),
+        x.shape[1:],
+        seed=seed,
+        sample=x,
+        labels=y,
+    )
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4))
+    use_labels = model.algorithm.needs_labels or model.online_probe is not None
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            ends.append(clock())
+
+    ends = []
+    reps = max(1, math.ceil(needed / len(x)))  # a small data set: the same images again
+    images = np.concatenate([x] * reps)[:needed]
+    labels = None if y is None or not use_labels else np.concatenate([y] * reps)[:needed]
+    start = clock()
+    model.fit(
+        images,
+        labels,
+        batch_size=recipe.batch_size,
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+        callbacks=[Clock()],
+    )
+    step = float(np.median(np.diff(ends)))
+    first = ends[0] - start  # tracing and the first step: the real run pays it again
+    per_epoch = step * recipe.epoch_steps(num_examples)
+    usable = BUDGET_MARGIN * 60 * recipe.time_budget - first
+    epochs = max(1, int(usable // per_epoch))
+    note = (
+        f"time budget: {recipe.time_budget:g} minutes of training; a step takes "
+        f"{1000 * step:.0f} ms here, so {epochs} epoch(s) of {recipe.epoch_steps(num_examples)} "
+        f"steps fit in {BUDGET_MARGIN:.0%} of it"
+    )
+    return recipe.replace(epochs=epochs, time_budget=None), note
 
 
 def optimizer(recipe: Recipe, num_examples: int):
@@ -568,6 +829,9 @@ def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0, seed=0):
             raise ValueError("recipes.fit: pass `y` only with an array `x`; a source has labels.")
         y = x.labels
     num_examples = len(x)
+    # `backbone="auto"` as `build_model` resolved it (a pretrained choice trains heads first).
+    image_shape = x.image_shape if streamed else np.shape(x)[1:]
+    recipe, _ = resolve(recipe, image_shape, None if streamed else x[:256], num_examples)
     epochs = recipe.epochs_for(num_examples)
     use_labels = model.algorithm.needs_labels or model.online_probe is not None
     stages = [epochs]
@@ -607,12 +871,18 @@ def fit(model, recipe: Recipe, x, y=None, callbacks=(), verbose=0, seed=0):
 
 
 __all__ = [
+    "IMAGE_KINDS",
     "RECIPE_WIDTHS",
+    "ImageKind",
     "Recipe",
     "RecipeError",
     "build_model",
     "choose_backbone",
     "compile_model",
     "fit",
+    "for_images",
+    "image_kind",
     "optimizer",
+    "resolve",
+    "within_budget",
 ]
