@@ -839,3 +839,23 @@ def test_the_run_directory_is_named_for_the_flags_given():
     assert cli._run_dir() == os.path.join("runs", "photos")  # the images chose the method
     parse("--data=some/photos.npz", "--algorithm=byol")
     assert cli._run_dir() == os.path.join("runs", "byol-photos")
+
+
+def test_a_time_budget_is_counted_once_and_kept_on_resume(tmp_path, digits_npz, capsys):
+    run_dir = tmp_path / "run"
+    flags_ = [f"--data={digits_npz}", f"--run_dir={run_dir}", "--time_budget=0.05"]
+    flags_ += ["--batch_size=64", "--export=false", "--verbose=0"]
+    parse(*flags_)
+    metrics = cli.main(["tfcontrast", "train"])
+    out = capsys.readouterr().out
+    assert "time budget: 0.05 minutes of training; a step takes" in out
+    with open(run_dir / "config.json") as f:
+        recipe = json.load(f)["recipe"]
+    assert recipe["epochs"] == metrics["epochs"] >= 1 and recipe["time_budget"] is None
+    # The same command again resumes with the epochs counted the first time.
+    parse(*flags_)
+    again = cli.main(["tfcontrast", "train"])
+    assert f"{metrics['epochs']} epochs as first counted" in capsys.readouterr().out
+    assert again["epochs"] == metrics["epochs"]
+    with open(run_dir / "history.csv") as f:
+        assert len(f.read().strip().splitlines()) == 1 + metrics["epochs"]
