@@ -7,18 +7,18 @@ on `../shared/datasets/cifar10_small.npz` (32x32 CIFAR-10 photos, 10,000 trainin
 1-NN with every training label, kNN (k = 20) and 1-NN with 10 labels per class (mean of
 5 draws), on the held-out images, with raw pixels beside them.
 
-- `curve`: `--time_budget=M` for each budget (minutes of training), with the recipe the
-  images choose and any extra flags: a time-to-quality curve a user can pick a budget
-  from. `--split val` trains on 80% of the training images and scores on the other 20%
+- `curve`: `--time_budget=M` for each budget (minutes of training; `default` for none,
+  the recipe's own steps), with the recipe the images choose and any extra flags: a
+  time-to-quality curve a user can pick a budget from. `--split val` trains on 80% of the training images and scores on the other 20%
   (stratified, seed 0): every choice of the recipes is made there; `--split test` (the
   default) reports on the test split.
 - `few_shot`: the supervised run on 10 labelled training images per class (drawn with
   `--seed`), with `--backbone=PRETRAINED_RUN` against the same run from scratch; each is
   scored on the held-out images with those 100 images as the gallery.
 
-    python benchmarks/bench_photos.py curve --budgets 5,10,20
+    python benchmarks/bench_photos.py curve --budgets default,5,10,20 --runs runs/photos
     python benchmarks/bench_photos.py curve --split val --budgets 6 --flags=--width=16
-    python benchmarks/bench_photos.py few_shot --pretrained runs/cifar10_small
+    python benchmarks/bench_photos.py few_shot --pretrained runs/photos/budget_default
 
 Writes `benchmarks/results/photos_<mode>.json` (or `--out`).
 """
@@ -127,9 +127,11 @@ def main(argv=None):
             if args.split == "val":
                 data = validation_npz(CIFAR10_SMALL, folder)
             for budget in args.budgets.split(","):
-                flags = [f"--time_budget={budget}", f"--seed={args.seed}", *args.flags]
+                # "default": no budget, the recipe's own steps (what a bare command runs).
+                timed = [] if budget == "default" else [f"--time_budget={budget}"]
+                flags = [*timed, f"--seed={args.seed}", *args.flags]
                 row = train(data, os.path.join(runs, f"budget_{budget}"), flags)
-                row["budget_minutes"] = float(budget)
+                row["budget_minutes"] = None if budget == "default" else float(budget)
                 results["rows"].append(row)
                 print(json.dumps({k: v for k, v in row.items() if k != "output"}), flush=True)
                 write_json(out, results)

@@ -28,11 +28,19 @@ def test_the_kind_of_images_picks_the_method_and_the_user_still_wins():
     assert photos.algorithm == kind.algorithm and kind.reason in why
     for key, value in kind.settings.items():  # the kind's settings over the field defaults
         assert getattr(photos, key) == value, key
+    for key, value in kind.options.items():  # and its method's options
+        assert photos.options[key] == value, key
+    # A user's option wins over the kind's.
+    assert recipes.for_images(_photos(), options={"temperature": 0.7})[0].options == {
+        **kind.options,
+        "temperature": 0.7,
+    }
     # Gray images stored with 3 channels are glyphs, not photos.
     assert recipes.for_images(np.repeat(_gray(side=32), 3, -1))[0].algorithm == glyphs.algorithm
     # A named method and a set value win over the kind's.
     mine, why = recipes.for_images(_photos(), "byol", width=4, batch_size=32)
     assert (mine.algorithm, mine.width, mine.batch_size) == ("byol", 4, 32)
+    assert mine.options == recipes.Recipe.for_algorithm("byol").options  # none of SimCLR's
     assert "their recipe" not in why  # the method was not the kind's choice
     assert mine.backbone == "cifar_resnet18"  # resolved: "auto" is gone
 
