@@ -859,3 +859,43 @@ def test_a_time_budget_is_counted_once_and_kept_on_resume(tmp_path, digits_npz, 
     assert again["epochs"] == metrics["epochs"]
     with open(run_dir / "history.csv") as f:
         assert len(f.read().strip().splitlines()) == 1 + metrics["epochs"]
+
+
+def test_planted_links_in_a_run_directory_are_never_written_through(tmp_path, digits_npz, capsys):
+    # Issue 37: R/metrics.json.partial linked to another file made `train` overwrite it;
+    # R/index.partial linked to a directory made `index` write into it.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run_dir / "metrics.json.partial").symlink_to(victim)
+    (run_dir / "plots").symlink_to(elsewhere, target_is_directory=True)
+    _tiny_train(digits_npz, run_dir, 1)
+    assert "warning: removed the symbolic link" in capsys.readouterr().out
+    assert victim.read_text() == "precious" and list(elsewhere.iterdir()) == []
+    assert (run_dir / "metrics.json").exists() and not (run_dir / "plots").is_symlink()
+    (run_dir / "index.partial").symlink_to(elsewhere, target_is_directory=True)
+    parse(f"--run_dir={run_dir}", f"--data={digits_npz}")
+    cli.main(["tfcontrast", "index"])
+    assert list(elsewhere.iterdir()) == [] and not (run_dir / "index").is_symlink()
+    assert (run_dir / "index" / "index.json").exists()
+
+
+def test_an_export_name_from_a_run_config_stays_inside_the_export_dir(tmp_path, digits_npz, capsys):
+    # Issue 37: `export` took the name from config.json's algorithm unchecked.
+    run_dir = tmp_path / "run"
+    _tiny_train(digits_npz, run_dir, 1)
+    config_path = run_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    config["recipe"]["algorithm"] = "x/../../../../elsewhere"
+    config_path.write_text(json.dumps(config))
+    exports = tmp_path / "exports"
+    parse(f"--run_dir={run_dir}", f"--export_dir={exports}")
+    with pytest.raises(cli.UsageError, match="--name: the export name .* is not a plain name"):
+        cli.main(["tfcontrast", "export"])
+    assert not exports.exists() and not (tmp_path / "elsewhere").exists()
+    parse(f"--run_dir={run_dir}", f"--export_dir={exports}", "--name=../out")
+    with pytest.raises(cli.UsageError, match="--name: --name '../out' is not a plain name"):
+        cli.main(["tfcontrast", "export"])

@@ -19,6 +19,7 @@ import zipfile
 import keras
 
 from tfcontrast._cli_flags import UsageError
+from tfcontrast._files import open_new
 
 
 def _reason(error: BaseException) -> str:
@@ -42,7 +43,7 @@ def drop_rows_from(csv_path: str, epoch: int) -> None:
     if len(kept) == len(body):
         return
     partial = f"{csv_path}.partial"
-    with open(partial, "w", newline="") as f:
+    with open_new(partial, newline="") as f:
         csv.writer(f).writerows([header, *kept])
     os.replace(partial, csv_path)
 
@@ -50,7 +51,7 @@ def drop_rows_from(csv_path: str, epoch: int) -> None:
 def write_json(path: str, content) -> None:
     """Writes `content` to `path` whole or not at all."""
     partial = f"{path}.partial"
-    with open(partial, "w") as f:
+    with open_new(partial) as f:
         json.dump(content, f, indent=2)
     os.replace(partial, path)
 

@@ -34,6 +34,7 @@ from tfcontrast._cli_flags import (
     help_text,
     wants_help,
 )
+from tfcontrast._files import check_name, printable, remove_entry, remove_links
 
 
 class ExportFailed(RuntimeError):
@@ -254,6 +255,13 @@ def verdict(metrics, losses=None) -> str | None:
 
 
 # -- commands --------------------------------------------------------------------------
+def _remove_planted_links(run_dir):
+    """A run directory is written by tfcontrast alone: links in it are removed, never
+    written through, and said."""
+    for path in remove_links(run_dir):
+        print(f"warning: removed the symbolic link {printable(path)} (never written through)")
+
+
 def _run_dir():
     if FLAGS.run_dir:
         return FLAGS.run_dir
@@ -436,6 +444,7 @@ def train():
     if labelled:
         monitors.insert(0, KNNMonitor(x_train, y_train, x_test, y_test, k=20, every=every))
     os.makedirs(run_dir, exist_ok=True)
+    _remove_planted_links(run_dir)
     start = time.time()
     recipes.fit(
         model,
@@ -450,6 +459,8 @@ def train():
     )
     seconds = time.time() - start
     partial = os.path.join(run_dir, "model.partial.keras")  # a kill leaves no half model
+    _remove_planted_links(run_dir)  # written by tfcontrast alone: a link here was planted
+    remove_entry(partial)
     model.save(partial)
     os.replace(partial, os.path.join(run_dir, "model.keras"))
 
@@ -497,9 +508,7 @@ def train():
         from tfcontrast.export import ParityError
 
         try:
-            metrics["export"] = _export(
-                model, x_test, FLAGS.name or f"{_data_name(FLAGS.data)}_{recipe.algorithm}"
-            )
+            metrics["export"] = _export(model, x_test, _export_name(FLAGS.data, recipe.algorithm))
         except ParityError as error:  # training succeeded: keep its results
             failed = error
             metrics["export"] = {"failed": str(error), "report": json.loads(error.report.to_json())}
@@ -555,6 +564,16 @@ def _metrics_table(metrics, algorithm):
         name = "raw pixels" if row == "raw_pixels" else algorithm
         lines.append(f"{name:14s}" + "".join(f"{metrics[row][k]:>24.4f}" for k in keys))
     return "\n".join(lines)
+
+
+def _export_name(data, algorithm) -> str:
+    """`--name`, or DATA_ALGORITHM: a plain name inside `--export_dir` (the algorithm may
+    come from a run's config.json, which is a file like any other)."""
+    name = FLAGS.name or f"{_data_name(data)}_{algorithm}"
+    try:
+        return check_name(name, "--name" if FLAGS.name else "the export name")
+    except ValueError as error:
+        raise UsageError(f"--name: {error}") from None
 
 
 def _export(model, sample, name):
@@ -642,7 +661,7 @@ def export_command():
     _, test_data = _run_data(config)
     sample, _ = test_data.sample(EVAL_TEST, config["seed"]).arrays()
     algorithm = (config.get("recipe") or {}).get("algorithm") or config["algorithm"]
-    return _export(model, sample, FLAGS.name or f"{_data_name(config['data'])}_{algorithm}")
+    return _export(model, sample, _export_name(config["data"], algorithm))
 
 
 def _model_image_size(model):
@@ -654,8 +673,6 @@ def _model_image_size(model):
 def index_command():
     """Embeds `--data` (a folder, a manifest, TFRecords, ...) into the run's search index,
     with each image's file path as its payload; the run's match threshold is kept."""
-    import shutil
-
     from tfcontrast.retrieval import Index
 
     if not FLAGS.run_dir:
@@ -676,9 +693,10 @@ def index_command():
     if threshold is not None:
         index.threshold = threshold
     partial = saved + ".partial"  # the previous index stays until the new one is complete
-    shutil.rmtree(partial, ignore_errors=True)
+    _remove_planted_links(FLAGS.run_dir)
+    remove_entry(partial)
     index.save(partial)
-    shutil.rmtree(saved, ignore_errors=True)
+    remove_entry(saved)
     os.replace(partial, saved)
     print(f"index: {source.describe()} from {FLAGS.data} embedded into {saved}")
     return index
@@ -758,20 +776,20 @@ def search():
     can_match = index.threshold is not None and index.labels is not None
     matched = index.match(embedded) if can_match else None
     for i, name in enumerate(names):
-        line = name
+        line = printable(name)
         if labels is not None:
-            line += f" (label {labels[i]})"
+            line += f" (label {printable(labels[i])})"
         if matched is not None:
             answer = matched.labels[i] if matched.known[i] else "unknown"
-            line += f": match {answer}"
+            line += f": match {printable(answer)}"
         line += ";"
         for j in range(result.indices.shape[1]):
             if result.indices[i, j] < 0:
                 continue
             item = result.payloads[i][j] if result.payloads is not None else result.indices[i, j]
-            line += f"\n  {result.scores[i, j]:.4f}  {item}"
+            line += f"\n  {result.scores[i, j]:.4f}  {printable(item)}"
             if result.labels is not None:
-                line += f"  (label {result.labels[i, j]})"
+                line += f"  (label {printable(result.labels[i, j])})"
         print(line)
     return result
 
