@@ -70,6 +70,11 @@ def test_train_evaluate_search_on_a_tiny_run(tmp_path, digits_npz, capsys):
     assert result.indices.shape == (2, 4)
     if "threshold" in metrics["match"]:  # the saved index answers with its threshold
         assert "match " in capsys.readouterr().out
+    parse(f"--run_dir={run_dir}", "--query=0", "--k=0")
+    with pytest.raises(cli.UsageError, match="--k: expected a number of neighbours >= 1"):
+        cli.main(["tfcontrast", "search"])
+    parse(f"--run_dir={run_dir}", "--query=0", "--k=100000")  # more than the index holds
+    assert cli.main(["tfcontrast", "search"]).indices.shape == (1, 210)
 
     export_dir = tmp_path / "exports"
     parse(f"--run_dir={run_dir}", f"--export_dir={export_dir}", "--name=tiny")
@@ -338,6 +343,10 @@ def _npz(tmp_path, **arrays):
         (lambda t: [_npz(t, x=np.zeros((10, 64), "uint8"))], r"--data: .*\(N, H, W\)"),
         (lambda t: [_npz(t, images=np.zeros((10, 8, 8), "uint8"))], "expected x \\(and y\\)"),
         (lambda t: ["--time_budget=-1"], "--time_budget: expected a positive number of minutes"),
+        (lambda t: ["--projection_dim=0"], "--projection_dim: .*must be >= 1"),
+        (lambda t: ["--hidden_dim=-1"], "--hidden_dim: .*must be >= 1"),
+        (lambda t: ["--seed=-1"], "--seed: expected an integer >= 0"),
+        (lambda t: ["--max_examples=0"], "--max_examples: expected an integer >= 1"),
         (lambda t: ["--time_budget=2"], "--time_budget: .*contradicts `epochs` \\(1\\)"),
         (lambda t: ["--backbone=runs/nothing-here"], "--backbone: no such run directory"),
         (lambda t: [f"--backbone={t}"], "--backbone: .*directory without model.keras"),

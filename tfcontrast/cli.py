@@ -285,6 +285,12 @@ def _check_flags():
     _check_export_flags()
     if FLAGS.image_size is not None and FLAGS.image_size < 1:
         raise UsageError(f"--image_size: expected a positive size; received {FLAGS.image_size}.")
+    for name in ("max_examples", "seed"):
+        least = 1 if name == "max_examples" else 0
+        if FLAGS[name].value is not None and FLAGS[name].value < least:
+            raise UsageError(
+                f"--{name}: expected an integer >= {least}; received {FLAGS[name].value}."
+            )
     if not 0.0 < FLAGS.test_fraction < 1.0:
         raise UsageError(
             f"--test_fraction: expected a value in (0, 1); received {FLAGS.test_fraction}."
@@ -770,8 +776,11 @@ def search():
     model, config = _load_run()
     names, queries, labels = _queries(model, config)
     index = _load_index(os.path.join(_run_dir(), "index"))
+    if FLAGS.k < 1:
+        raise UsageError(f"--k: expected a number of neighbours >= 1; received {FLAGS.k}.")
     embedded = model.predict(queries, verbose=0)
-    result = index.search(embedded, k=FLAGS.k)
+    # Asking for more neighbours than the index holds returns all of them.
+    result = index.search(embedded, k=min(FLAGS.k, len(index)))
     # A calibrated threshold answers with a label, or "unknown", for labelled indices.
     can_match = index.threshold is not None and index.labels is not None
     matched = index.match(embedded) if can_match else None

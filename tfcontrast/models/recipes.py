@@ -276,6 +276,8 @@ class Recipe:
             "lora_rank",
             "local_views",
             "local_size",
+            "hidden_dim",
+            "projection_dim",
         ):
             least = {"batch_size": 2, "classes_per_batch": 2, "local_views": 0, "local_size": 2}
             least = least.get(name, 1)
