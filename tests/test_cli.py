@@ -908,3 +908,29 @@ def test_an_export_name_from_a_run_config_stays_inside_the_export_dir(tmp_path, 
     parse(f"--run_dir={run_dir}", f"--export_dir={exports}", "--name=../out")
     with pytest.raises(cli.UsageError, match="--name: --name '../out' is not a plain name"):
         cli.main(["tfcontrast", "export"])
+
+
+def test_a_class_with_few_images_gets_fewer_shots_and_the_run_still_reports(
+    tmp_path, digits_npz, capsys
+):
+    # Issue 37: `--max_examples=60` left classes with < 10 training images; the report
+    # failed after training and nothing was written.
+    run_dir = tmp_path / "run"
+    metrics = _tiny_train(digits_npz, run_dir, 1, "--max_examples=60")
+    with open(run_dir / "metrics.json") as f:
+        saved = json.load(f)
+    (key,) = [k for k in saved["model"] if k.endswith("_labels_1nn_accuracy")]
+    smallest = int(key.split("_")[0])
+    assert 1 <= smallest < 10 and key in metrics["raw_pixels"]
+    assert (run_dir / "index" / "index.json").exists()
+
+
+def test_a_collapsed_embedding_is_plotted_without_projection(tmp_path):
+    # Issue 37: t-SNE on identical rows crashed the process after training.
+    from tfcontrast.evaluation import plots
+
+    same = np.ones((50, 8), "float32")
+    points, used = plots.project_2d(same)
+    assert used == "collapsed" and np.all(points == 0)
+    path = plots.projection_plot(same, np.arange(50) % 3, str(tmp_path / "p.png"))
+    assert os.path.getsize(path) > 0

@@ -147,15 +147,21 @@ STRATEGIES = {"none": "default"}
 
 # -- evaluation ------------------------------------------------------------------------
 def embedding_report(train, train_y, test, test_y, seed=0):
-    """1-NN with every training label, kNN (k = 20) and 1-NN with 10 labels per class."""
+    """1-NN with every training label, kNN (k = 20) and 1-NN with 10 labels per class
+    (`N_labels_1nn_accuracy` with fewer, N, when a class has fewer training images)."""
+    import numpy as np
+
     from tfcontrast.evaluation import few_shot_1nn_scores, knn_accuracy
 
     k = min(20, len(train))
+    shots = int(min(10, np.unique(np.asarray(train_y), return_counts=True)[1].min()))
     return {
         "1nn_accuracy": float(knn_accuracy(train, train_y, test, test_y, k=1)),
         f"knn{k}_accuracy": float(knn_accuracy(train, train_y, test, test_y, k=k)),
-        "10_labels_1nn_accuracy": float(
-            few_shot_1nn_scores(train, train_y, test, test_y, seed=seed).mean()
+        f"{shots}_labels_1nn_accuracy": float(
+            few_shot_1nn_scores(
+                train, train_y, test, test_y, shots_per_class=shots, seed=seed
+            ).mean()
         ),
     }
 
@@ -218,7 +224,8 @@ def verdict(metrics, losses=None) -> str | None:
     if not model or not pixels:
         return None
     worse = [k for k in model if model[k] < pixels[k]]
-    key = "10_labels_1nn_accuracy"
+    key = next(k for k in model if k.endswith("_labels_1nn_accuracy"))
+    shots = key.split("_")[0]
     gain = model[key] - pixels[key]
     removed = gain / max(1e-9, 1.0 - pixels[key])
     if worse:
@@ -229,7 +236,7 @@ def verdict(metrics, losses=None) -> str | None:
         )
     elif removed < LITTLE_GAIN:
         text = (
-            f"warning: the run learned little: with 10 labels per class the embedding is "
+            f"warning: the run learned little: with {shots} labels per class the embedding is "
             f"{100 * gain:.1f} points better than raw pixels ({model[key]:.3f} against "
             f"{pixels[key]:.3f}), {removed:.0%} of the pixels' errors removed."
         )

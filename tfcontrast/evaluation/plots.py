@@ -40,7 +40,9 @@ def project_2d(embeddings, method: str = "auto", seed: int = 0) -> tuple[np.ndar
     """Projects `(N, D)` embeddings to `(N, 2)`.
 
     `method`: `"umap"` (needs `umap-learn`), `"tsne"` (scikit-learn), `"pca"`, or
-    `"auto"` (UMAP when installed, else t-SNE). Returns `(points, method_used)`.
+    `"auto"` (UMAP when installed, else t-SNE). Returns `(points, method_used)`;
+    `method_used` is `"collapsed"` (all points at 0) when every row is the same or a value
+    is not finite: there is nothing to project.
     """
     x = as_embeddings(embeddings, "embeddings")
     if method not in ("auto", "umap", "tsne", "pca"):
@@ -61,6 +63,10 @@ def project_2d(embeddings, method: str = "auto", seed: int = 0) -> tuple[np.ndar
             n_neighbors = max(2, min(15, x.shape[0] - 1))
             reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=seed)
             return reducer.fit_transform(x), "umap"
+    if not np.isfinite(x).all() or np.ptp(x, axis=0).max(initial=0.0) <= 1e-12:
+        # A collapsed embedding (every row the same) or a non-finite one has no shape to
+        # show, and t-SNE on identical rows can crash the process: the points stay at 0.
+        return np.zeros((x.shape[0], 2), np.float32), "collapsed"
     if x.shape[1] <= 2:
         pts = np.zeros((x.shape[0], 2), np.float32)
         pts[:, : x.shape[1]] = x
