@@ -82,6 +82,17 @@ def test_train_evaluate_search_on_a_tiny_run(tmp_path, digits_npz, capsys):
     assert exported["saved_model"]["passed"] and exported["tflite"]["passed"]
     assert (export_dir / "tiny" / "1" / "saved_model.pb").exists()
     assert (export_dir / "tiny.tflite").exists()
+    # Issue 38: a quantized export has its own file, the float32 one stays.
+    float32 = (export_dir / "tiny.tflite").read_bytes()
+    parse(
+        f"--run_dir={run_dir}",
+        f"--export_dir={export_dir}",
+        "--name=tiny",
+        "--quantization=dynamic",
+    )
+    quantized = cli.main(["tfcontrast", "export"])
+    assert quantized["tflite"]["passed"] and (export_dir / "tiny_dynamic.tflite").exists()
+    assert (export_dir / "tiny.tflite").read_bytes() == float32
 
     # Running the same command again resumes: nothing is retrained beyond `epochs`.
     parse(

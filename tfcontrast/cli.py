@@ -596,7 +596,11 @@ def _export(model, sample, name):
     saved = export.saved_model(model, os.path.join(FLAGS.export_dir, name), sample_data=sample)
     tflite = export.tflite(
         model,
-        os.path.join(FLAGS.export_dir, f"{name}.tflite"),
+        # Each quantization its own file: an int8 export never replaces the float32 one.
+        os.path.join(
+            FLAGS.export_dir,
+            f"{name}_{FLAGS.quantization}.tflite" if FLAGS.quantization else f"{name}.tflite",
+        ),
         quantization=FLAGS.quantization,
         representative_data=sample,
         sample_data=sample,
