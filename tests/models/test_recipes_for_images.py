@@ -195,3 +195,11 @@ def test_bad_time_budgets_are_named(settings, match):
     with pytest.raises(recipes.RecipeError, match=match) as error:
         recipes.Recipe.for_algorithm("simclr", **settings)
     assert error.value.setting == "time_budget"
+
+
+@pytest.mark.parametrize("side, backbone", [(8, "small_convnet"), (16, "cifar_resnet18")])
+def test_digits_train_exactly_the_recipe_they_had(side, backbone):
+    # Issue 35: the photo recipe must not change the digits' (scikit-learn's 8x8, USPS's
+    # 16x16): the same VICReg recipe, with "auto" resolved as build_model resolved it.
+    recipe, _ = recipes.for_images(_gray(side=side))
+    assert recipe == recipes.Recipe.for_algorithm("vicreg").replace(backbone=backbone)
