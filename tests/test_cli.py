@@ -442,11 +442,13 @@ def test_verdict_warns_in_plain_words():
     assert "7.3 points better" in cli.verdict(metrics)
     # The loss: flat in its second half, or still falling; each says what to try.
     flat = [32.0, 20.0, 18.0, 16.2, 16.1, 16.0, 16.05, 16.0]
-    assert "stopped falling" in cli.verdict(metrics, flat)
+    assert "fell slowly in the second half" in cli.verdict(metrics, flat)
     assert "pretrained backbone" in cli.verdict(metrics, flat)
     falling = [32.0, 28.0, 25.0, 22.0, 19.0, 16.0]
     assert "still falling" in cli.verdict(metrics, falling)
     assert "--time_budget" in cli.verdict(metrics, falling)
+    barely = [10.0, 9.9, 9.8, 9.9, 9.75]
+    assert "barely moved (10 -> 9.75)" in cli.verdict(metrics, barely)
 
 
 def test_resuming_with_other_flags_is_refused(tmp_path, digits_npz):
