@@ -174,3 +174,13 @@ def test_call_sites_keep_their_integer_kinds():
     assert CrossBatchMemory(ContrastiveLoss(), memory_size=8.0).memory_size == 8  # whole floats
     with pytest.raises(ValueError, match="MemoryQueue: `size` must be an int >= 1"):
         MemoryQueue(np.int64(4))  # layers: Python ints only
+
+
+def test_did_you_mean_offers_the_closest_name_or_nothing():
+    from tfcontrast import _checks
+
+    names = ["simclr", "simsiam", "vicreg", "EfficientNetV2B0"]
+    assert _checks.did_you_mean("simclar", names) == " Did you mean 'simclr'?"
+    assert _checks.did_you_mean("VICREG", names) == " Did you mean 'vicreg'?"
+    assert _checks.did_you_mean("efficientnetv2b1", names) == " Did you mean 'EfficientNetV2B0'?"
+    assert _checks.did_you_mean("quadruplet", names) == ""

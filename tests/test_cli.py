@@ -355,6 +355,8 @@ def _npz(tmp_path, **arrays):
         (lambda t: [_npz(t, images=np.zeros((10, 8, 8), "uint8"))], "expected x \\(and y\\)"),
         (lambda t: ["--time_budget=-1"], "--time_budget: expected a positive number of minutes"),
         (lambda t: ["--projection_dim=0"], "--projection_dim: .*must be >= 1"),
+        (lambda t: ["--algorithm=simclar"], "--algorithm: .*Did you mean 'simclr'\\?"),
+        (lambda t: ["--augmentation=glyph"], "--augmentation: .*Did you mean 'glyphs'\\?"),
         (lambda t: ["--hidden_dim=-1"], "--hidden_dim: .*must be >= 1"),
         (lambda t: ["--seed=-1"], "--seed: expected an integer >= 0"),
         (lambda t: ["--max_examples=0"], "--max_examples: expected an integer >= 1"),

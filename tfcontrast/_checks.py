@@ -155,6 +155,17 @@ def choice(name: str, value, choices: Iterable, owner: str):
     return value
 
 
+def did_you_mean(name, choices: Iterable) -> str:
+    """`" Did you mean 'x'?"` for the choice closest to a mistyped `name` (case-insensitive),
+    or `""` when none is close: the end of an "unknown name" message."""
+    import difflib
+
+    choices = [str(c) for c in choices]
+    by_lower = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" Did you mean {by_lower[close[0]]!r}?" if close else ""
+
+
 def integer_labels(y, owner: str, name: str = "y", n: int | None = None) -> np.ndarray:
     """`y` as int32 class labels; whole-valued floats are converted, anything else (0.2,
     "cat") is a ValueError naming `owner` and `name`: casting 0.2, 0.7, 1.2 to integers

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from tfcontrast._checks import did_you_mean
+
 
 def resolve(identifier, *, base: type, registry: dict, argument: str, aliases=None):
     """Returns an instance of `base` for a name, a config dict or an instance.
@@ -23,4 +25,9 @@ def resolve(identifier, *, base: type, registry: dict, argument: str, aliases=No
     raise ValueError(
         f"Unknown `{argument}`: {identifier!r}. Expected one of {sorted(registry)} or a "
         f"{base.__module__}.{base.__name__} instance."
+        + (
+            did_you_mean(identifier, [*registry, *(aliases or {})])
+            if isinstance(identifier, str)
+            else ""
+        )
     )

@@ -1211,6 +1211,7 @@ def _check_preset(name):
     if name not in _PRESETS:
         raise ValueError(
             f"Unknown augmentation preset {name!r}; expected 'auto' or one of {preset_names()}."
+            + _checks.did_you_mean(name, preset_names())
         )
     return name
 

@@ -31,6 +31,7 @@ import os
 import keras
 from keras import layers, ops
 
+from tfcontrast import _checks
 from tfcontrast.layers.normalization import FusedBatchNormalization
 
 
@@ -142,7 +143,10 @@ def application(name: str, input_shape, weights=None) -> keras.Model:
             weights file of the same application.
     """
     if not is_application(name):
-        raise ValueError(f"Unknown `backbone`: {name!r}. Expected one of {names()}.")
+        raise ValueError(
+            f"Unknown `backbone`: {name!r}. Expected one of {names()}."
+            + _checks.did_you_mean(name, names())
+        )
     name = _APPLICATION_NAMES[name.lower()]
     height, width, channels = (int(v) for v in input_shape[-3:])
     if channels not in (1, 3):

@@ -228,7 +228,8 @@ class Recipe:
                 also = ", or a KerasHub preset directory" if name == "backbone" else ""
                 raise RecipeError(
                     name,
-                    f"Recipe: unknown `{name}` {value!r}; expected 'auto' or one of {known}{also}.",
+                    f"Recipe: unknown `{name}` {value!r}; expected 'auto' or one of {known}{also}."
+                    + _checks.did_you_mean(value, known),
                 )
         takes_weights = self.backbone == "auto" or backbones_lib.is_application(self.backbone)
         if self.weights is not None and not takes_weights:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import keras
 
+from tfcontrast import _checks
 from tfcontrast._registry import resolve
 
 _REGISTRY: dict[str, type[Algorithm]] = {}
@@ -146,7 +147,10 @@ def names() -> list[str]:
 def get_class(name: str) -> type[Algorithm]:
     """The registered class of algorithm `name` (not instantiated)."""
     if name not in _REGISTRY:
-        raise ValueError(f"Unknown `algorithm`: {name!r}; expected one of {names()}.")
+        raise ValueError(
+            f"Unknown `algorithm`: {name!r}; expected one of {names()}."
+            + _checks.did_you_mean(name, names())
+        )
     return _REGISTRY[name]
 
 
