@@ -949,3 +949,26 @@ def test_a_collapsed_embedding_is_plotted_without_projection(tmp_path):
     assert used == "collapsed" and np.all(points == 0)
     path = plots.projection_plot(same, np.arange(50) % 3, str(tmp_path / "p.png"))
     assert os.path.getsize(path) > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data=/no/such/folder"], "--data: no such file or folder: '/no/such/folder'"),
+        (["--time_budget=0"], "--time_budget: expected a positive number"),
+        (["--test_fraction=1.5"], "--test_fraction"),
+    ],
+)
+def test_flag_mistakes_are_said_before_tensorflow_loads(monkeypatch, capsys, args, message):
+    # Issue 38: a missing --data path took 5 s, TensorFlow loading before the check.
+    from tfcontrast import _cli_logs
+
+    def no_tensorflow(*_):
+        raise AssertionError("TensorFlow was loaded before the flags were checked")
+
+    monkeypatch.setattr(_cli_logs, "import_tensorflow", no_tensorflow)
+    parse(*args)
+    with pytest.raises(SystemExit) as exit_info:
+        cli._main_with_errors(["tfcontrast", "train"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

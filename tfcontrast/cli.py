@@ -843,11 +843,29 @@ def main(argv):
         raise flag_error(error) from None
 
 
+def _check_before_tensorflow(argv):
+    """The checks of `train`'s flags that need no TensorFlow, and whether `--data` names a
+    path that exists (for `train` and `index`)."""
+    command = argv[1] if len(argv) > 1 else "train"
+    if command == "train":
+        _check_flags()
+    data = FLAGS.data
+    if command in ("train", "index") and FLAGS["data"].present:
+        special = data == "digits" or data.startswith("tfds:") or any(c in data for c in "*?[")
+        if not special and not os.path.exists(data):
+            raise UsageError(f"--data: no such file or folder: {data!r}.")
+
+
 def _main_with_errors(argv):
     from absl import logging as absl_logging
 
     import tfcontrast
 
+    try:  # mistakes in the flags alone, said before TensorFlow takes seconds to load
+        _check_before_tensorflow(argv)
+    except UsageError as error:
+        print(f"tfcontrast: error: {error}", file=sys.stderr)
+        sys.exit(2)
     verbosity = FLAGS.verbosity if FLAGS["verbosity"].present else None
     # Before TensorFlow loads: its C++ log level, and its start-up lines left out. Then
     # the library, which the command line loads only now (see tfcontrast/__init__.py).
