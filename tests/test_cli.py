@@ -70,6 +70,10 @@ def test_train_evaluate_search_on_a_tiny_run(tmp_path, digits_npz, capsys):
     assert result.indices.shape == (2, 4)
     if "threshold" in metrics["match"]:  # the saved index answers with its threshold
         assert "match " in capsys.readouterr().out
+    # Issue 38: `index` without --data indexes the training images only, as `train` does.
+    parse(f"--run_dir={run_dir}")
+    assert len(cli.main(["tfcontrast", "index"])) == 210  # 70% of the 300 images
+    assert "the run's training split of" in capsys.readouterr().out
     parse(f"--run_dir={run_dir}", "--query=0", "--k=0")
     with pytest.raises(cli.UsageError, match="--k: expected a number of neighbours >= 1"):
         cli.main(["tfcontrast", "search"])

@@ -50,7 +50,8 @@ flags.DEFINE_string(
     "TFRecord files (.tfrecord or a glob; the encoded image under image or image/encoded, "
     "an optional int label); an .npz file with arrays x (and y), or in Keras' layout "
     "x_train, y_train, x_test, y_test (its test split is then used for evaluation); "
-    "'tfds:NAME'; or 'digits' (scikit-learn's, the default). index: the collection to embed.",
+    "'tfds:NAME'; or 'digits' (scikit-learn's, the default). index: the collection to embed "
+    "(unset: the run's training images).",
 )
 # Unset: the method of the kind of images (tfcontrast.models.recipes.IMAGE_KINDS, each
 # chosen on a validation split of its kind: VICReg for digits and other glyphs, SimCLR

@@ -696,14 +696,21 @@ def _model_image_size(model):
 
 def index_command():
     """Embeds `--data` (a folder, a manifest, TFRecords, ...) into the run's search index,
-    with each image's file path as its payload; the run's match threshold is kept."""
+    with each image's file path as its payload; without `--data`, the run's training
+    images (as `train` indexes them: never its held-out images). The run's match
+    threshold is kept."""
     from tfcontrast.retrieval import Index
 
     if not FLAGS.run_dir:
         raise UsageError("--run_dir: `tfcontrast index` needs the run whose model embeds --data.")
     model, config = _load_run()
     channels = model.backbone.input_shape[-1]
-    source = open_data(FLAGS.data, _model_image_size(model) or config["image_size"], channels)
+    if FLAGS["data"].present:
+        data = FLAGS.data
+        source = open_data(data, _model_image_size(model) or config["image_size"], channels)
+    else:
+        data = f"the run's training split of {config['data']}"
+        source, _ = _run_data(config)
     if source.image_shape[-1] != channels:
         raise UsageError(
             f"--data: its images have {source.image_shape[-1]} channel(s); the run's model "
@@ -722,7 +729,7 @@ def index_command():
     index.save(partial)
     remove_entry(saved)
     os.replace(partial, saved)
-    print(f"index: {source.describe()} from {FLAGS.data} embedded into {saved}")
+    print(f"index: {source.describe()} from {printable(data)} embedded into {saved}")
     return index
 
 
