@@ -107,9 +107,16 @@ def test_train_evaluate_search_on_a_tiny_run(tmp_path, digits_npz, capsys):
         "--export=false",
         "--verbose=0",
     )
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        before = f.read()
+    capsys.readouterr()
     cli.main(["tfcontrast", "train"])
     with open(os.path.join(run_dir, "history.csv")) as f:
         assert len(f.read().strip().splitlines()) == 1 + 2  # header + two epochs, once
+    # Issue 38: a finished run is a result: said, and nothing of it rewritten.
+    assert "holds a finished run of 2 epochs; nothing was changed" in capsys.readouterr().out
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        assert f.read() == before
 
 
 @pytest.fixture

@@ -441,6 +441,15 @@ def train():
             recipe, budget_note = recipes.within_budget(recipe, train_data, seed=FLAGS.seed)
             print(budget_note)
     epochs = recipe.epochs_for(len(train_data))
+    finished = _finished_metrics(run_dir, epochs)
+    if finished is not None:  # a result: nothing of it is redone or overwritten
+        print(
+            f"{run_dir} holds a finished run of {finished['epochs']} epochs; nothing was "
+            f"changed. Use `tfcontrast evaluate --run_dir={run_dir}` or `tfcontrast export "
+            f"--run_dir={run_dir}`, another --run_dir for a new run, or --epochs larger than "
+            f"{finished['epochs']} to train it further."
+        )
+        return finished
     with strategy.scope():
         model, note = recipes.build_model(
             recipe,
@@ -540,6 +549,21 @@ def train():
             "exports published before are unchanged."
         ) from failed
     return metrics
+
+
+def _finished_metrics(run_dir, epochs):
+    """The saved metrics of the run in `run_dir` when it finished at least `epochs` epochs
+    (its model and metrics written), else None."""
+    path = os.path.join(run_dir, "metrics.json")
+    if not os.path.isfile(path) or not os.path.isfile(os.path.join(run_dir, "model.keras")):
+        return None
+    try:
+        with open(path) as f:
+            metrics = json.load(f)
+        done = int(metrics["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable: the run is finished again from its backup
+    return metrics if done >= epochs else None
 
 
 def _history_by_epoch(csv_path, monitors):
