@@ -469,8 +469,11 @@ def test_resuming_with_other_flags_is_refused(tmp_path, digits_npz):
     run_dir.mkdir()
     (run_dir / "config.json").write_text(json.dumps({"algorithm": "byol"}))
     parse(f"--data={digits_npz}", f"--run_dir={run_dir}", "--export=false")
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match="other settings") as error:
         cli.main(["tfcontrast", "train"])
+    # Unset flags and settings the run lacks read "unset", not "None" (issue 38).
+    assert "--algorithm=unset (run has 'byol')" in str(error.value)
+    assert "--epochs" not in str(error.value) and "None" not in str(error.value)
 
 
 def test_console_errors_are_one_line_without_traceback(tmp_path):

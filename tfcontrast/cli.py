@@ -371,8 +371,9 @@ def _check_run_dir(run_dir, settings):
             k: (saved.get(k), v) for k, v in settings.items() if k != "epochs" and saved.get(k) != v
         }
         if changed:
+            shown = lambda value: "unset" if value is None else repr(value)  # noqa: E731
             detail = ", ".join(
-                f"--{k}={new!r} (run has {old!r})" for k, (old, new) in changed.items()
+                f"--{k}={shown(new)} (run has {shown(old)})" for k, (old, new) in changed.items()
             )
             raise UsageError(
                 f"--run_dir={run_dir!r} holds a run with other settings: "
