@@ -715,8 +715,10 @@ def build_model(recipe: Recipe, image_shape, seed: int = 0, sample=None, labels=
 
 # The share of a time budget given to the optimisation steps timed by `within_budget`; the
 # rest is for what an epoch does besides (monitors, backups, the heads-first stage's
-# second compilation) and for timing noise.
-BUDGET_MARGIN = 0.9
+# second compilation) and for timing noise. At 0.9, `tfcontrast train` on cifar10_small
+# trained 2.4% over a 5-minute budget and 4.4% over a 20-minute one (its epochs cost about
+# 16% more than their timed steps); 0.85 leaves them inside.
+BUDGET_MARGIN = 0.85
 
 
 def within_budget(
