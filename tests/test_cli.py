@@ -780,15 +780,18 @@ def test_corrupt_backup_and_model_files(tmp_path, digits_npz, capsys):
     def truncate(path):
         path.write_bytes(path.read_bytes()[:100])
 
-    # Cut short by a kill while written: the backup of the epoch before takes over, and
-    # the epoch after it is trained (and logged) again.
+    # Cut short by a kill while written (so before the run finished: no metrics.json): the
+    # backup of the epoch before takes over, and the epoch after it is trained (and logged)
+    # again.
     truncate(backup / "latest.weights.h5")
+    (run_dir / "metrics.json").unlink()
     _tiny_train(digits_npz, run_dir, epochs=2)
     assert _logged_epochs(run_dir) == [0, 1]
     capsys.readouterr()
 
     for path in backup.iterdir():
         truncate(path)
+    (run_dir / "metrics.json").unlink()
     with pytest.raises(SystemExit) as exit_info:
         cli._main_with_errors(["tfcontrast", "train"])
     assert exit_info.value.code == 2
