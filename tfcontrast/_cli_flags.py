@@ -183,7 +183,9 @@ flags.DEFINE_integer(
 flags.DEFINE_float(
     "test_fraction", 0.3, "Held-out fraction for evaluation (data without a test split)."
 )
-flags.DEFINE_string("run_dir", None, "Run directory (default runs/ALGORITHM-DATA).")
+flags.DEFINE_string(
+    "run_dir", None, "Run directory (default runs/DATA, or runs/ALGORITHM-DATA with --algorithm)."
+)
 flags.DEFINE_enum(
     "strategy",
     "auto",
@@ -261,7 +263,7 @@ SECTIONS = (
         (*SCHEDULE_FLAGS, "seed", "strategy", "mixed_precision"),
     ),
     (
-        "Which run, without --run_dir (runs/ALGORITHM-DATA)",
+        "Which run, without --run_dir (runs/DATA, or runs/ALGORITHM-DATA with --algorithm)",
         ("evaluate", "export", "search"),
         ("algorithm", "data"),
     ),
