@@ -881,11 +881,12 @@ def _check_before_tensorflow(argv):
     command = argv[1] if len(argv) > 1 else "train"
     if command == "train":
         _check_flags()
-    data = FLAGS.data
     if command in ("train", "index") and FLAGS["data"].present:
-        special = data == "digits" or data.startswith("tfds:") or any(c in data for c in "*?[")
-        if not special and not os.path.exists(data):
-            raise UsageError(f"--data: no such file or folder: {data!r}.")
+        from tfcontrast.data._kinds import missing_path  # no TensorFlow
+
+        missing = missing_path(FLAGS.data)
+        if missing:
+            raise UsageError(f"--data: {missing}")
 
 
 def _main_with_errors(argv):

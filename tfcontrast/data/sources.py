@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from tfcontrast import _checks
 from tfcontrast.data import loaders
+from tfcontrast.data._kinds import TFRECORD_EXTENSIONS, missing_path, source_kind
 
 # Decoded images (uint8) are cached in memory up to this many bytes; larger collections
 # are decoded again every epoch, so that host memory does not grow with the collection.
@@ -49,7 +50,6 @@ CACHE_BYTES = 512 * 2**20
 # many files spread over the list (every header of 50,000 JPEGs took 100 s); a file of
 # another size among the others is resized to the common size when it is read.
 PROBE_LIMIT = 1000
-TFRECORD_EXTENSIONS = (".tfrecord", ".tfrecords", ".tfrec")
 _IMAGE_KEYS = ("image", "image/encoded")
 _LABEL_KEYS = ("label", "image/class/label")
 
@@ -334,19 +334,21 @@ def open_source(
     if channels not in (None, 1, 3):
         raise ValueError(f"open_source: `channels` must be 1, 3 or None; received {channels!r}.")
     options = dict(image_size=image_size, cache_bytes=cache_bytes)
-    if data == "digits":
+    kind = source_kind(data)
+    if kind == "digits":
         from sklearn.datasets import load_digits
 
         digits = load_digits()
         return ImageSource.from_arrays(
             (digits.images / 16.0).astype("float32"), digits.target, "digits", image_size
         )
-    if data.startswith("tfds:"):
+    if kind == "tfds":
         return _tfds_source(data[5:], image_size)
-    if data.lower().endswith(TFRECORD_EXTENSIONS) or _is_pattern(data):
+    if kind == "tfrecord":
         return _tfrecord_source(data, channels, **options)
-    if not os.path.exists(data):
-        raise FileNotFoundError(f"no such file or folder: {data!r}.")
+    missing = missing_path(data)
+    if missing:
+        raise FileNotFoundError(missing)
     if os.path.isdir(data):
         listing = loaders.list_folder(data, image_size, owner=data, probe_limit=PROBE_LIMIT)
         return _file_source(data, listing, channels, **options)
@@ -359,10 +361,6 @@ def open_source(
         f"expected 'digits', 'tfds:NAME', a folder, a manifest (.csv, .json, .jsonl), "
         f"TFRecord files ({', '.join(TFRECORD_EXTENSIONS)}) or an .npz file; received {data!r}."
     )
-
-
-def _is_pattern(data: str) -> bool:
-    return any(c in data for c in "*?[") and not os.path.exists(data)
 
 
 def _file_source(name, listing, channels, image_size, cache_bytes) -> ImageSource:
