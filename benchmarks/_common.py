@@ -154,15 +154,13 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
-def run_header(benchmark: str, infos: dict) -> dict:
-    """The first keys of a worker benchmark's JSON: what it measures, the command that
-    ran it, the machine and each worker's library versions."""
-    return {
-        "benchmark": benchmark,
-        "command": command_line(),
-        "machine": machine_info(),
-        "libraries": infos,
-    }
+def run_header(benchmark: str, infos: dict | None = None) -> dict:
+    """The first keys of a benchmark's JSON: what it measures, the command that ran it,
+    the machine and (for worker benchmarks, `infos`) each worker's library versions."""
+    header = {"benchmark": benchmark, "command": command_line(), "machine": machine_info()}
+    if infos is not None:
+        header["libraries"] = infos
+    return header
 
 
 def machine_info() -> dict:

@@ -182,7 +182,7 @@ def main(argv=None):
     if args.run:
         return worker(args)
     sys.path.insert(0, str(HERE))
-    from _common import machine_info, write_json
+    from _common import run_header, write_json
 
     settings = recipe_settings()
     runs = ["tfcontrast", "tfcontrast_no_aug", "torch"]
@@ -208,9 +208,7 @@ def main(argv=None):
         ],
     }
     result = {
-        "benchmark": "bench_photo_speed",
-        "command": "python benchmarks/bench_photo_speed.py " + " ".join(argv or sys.argv[1:]),
-        "machine": machine_info(),
+        **run_header("bench_photo_speed"),
         "recipe": settings,
         "ms_per_step": {k: [round(v, 1) for v in vs] for k, vs in medians.items()},
         "ratios": {k: [round(v, 3) for v in vs] for k, vs in ratios.items()},

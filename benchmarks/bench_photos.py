@@ -39,7 +39,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import machine_info, write_json  # noqa: E402
+from _common import run_header, write_json  # noqa: E402
 
 CIFAR10_SMALL = HERE.parent.parent / "shared" / "datasets" / "cifar10_small.npz"
 
@@ -112,14 +112,7 @@ def main(argv=None):
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     out = Path(args.out or HERE / "results" / f"photos_{args.mode}.json")
-    results = {
-        "benchmark": "bench_photos",
-        "command": "python benchmarks/bench_photos.py " + " ".join(argv or sys.argv[1:]),
-        "machine": machine_info(),
-        "mode": args.mode,
-        "split": args.split,
-        "rows": [],
-    }
+    results = {**run_header("bench_photos"), "mode": args.mode, "split": args.split, "rows": []}
     with tempfile.TemporaryDirectory() as folder:
         runs = args.runs or folder
         if args.mode == "curve":

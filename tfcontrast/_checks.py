@@ -155,6 +155,12 @@ def choice(name: str, value, choices: Iterable, owner: str):
     return value
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of `error`'s message (its type's name when it has none): what a
+    one-line error says of a library's exception."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def did_you_mean(name, choices: Iterable) -> str:
     """`" Did you mean 'x'?"` for the choice closest to a mistyped `name` (case-insensitive),
     or `""` when none is close: the end of an "unknown name" message."""

@@ -18,12 +18,9 @@ import zipfile
 
 import keras
 
+from tfcontrast._checks import first_line
 from tfcontrast._cli_flags import UsageError
 from tfcontrast._files import open_new
-
-
-def _reason(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def drop_rows_from(csv_path: str, epoch: int) -> None:
@@ -62,7 +59,7 @@ def check_keras_file(path: str, flag: str = "--run_dir") -> None:
         with zipfile.ZipFile(path) as archive:
             broken = archive.testzip()
     except (OSError, zipfile.BadZipFile, EOFError) as error:
-        broken = _reason(error)
+        broken = first_line(error)
     if broken is not None:
         raise UsageError(
             f"{flag}: {path} cannot be read ({broken}): the file is truncated or corrupt. "
@@ -107,7 +104,7 @@ class RunRecorder(keras.callbacks.Callback):
                 raise
             raise UsageError(
                 f"--run_dir: the backup in {self.backup_dir} cannot be read "
-                f"({_reason(error)}). Delete {self.backup_dir} to train this run from its "
+                f"({first_line(error)}). Delete {self.backup_dir} to train this run from its "
                 "first epoch, or use another --run_dir."
             ) from error
         self._history_open = False

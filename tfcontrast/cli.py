@@ -497,10 +497,12 @@ def train():
     train_embeddings = embed(model, train_data)  # every training image: the search index
     sampled = model.predict(x_train, verbose=0) if sample_note else train_embeddings
     embedded_test = model.predict(x_test, verbose=0)
+    history = os.path.join(run_dir, "history.csv")
+    losses = _losses(history)
     metrics = {
         "train_seconds": round(seconds, 1),
         "epochs": epochs,
-        "final_loss": _last_logged_loss(os.path.join(run_dir, "history.csv")),
+        "final_loss": losses[-1] if losses else None,
     }
     index = Index(metric="cosine").add(
         train_embeddings, labels=train_data.labels, payloads=train_data.payloads
@@ -514,7 +516,7 @@ def train():
     index.save(os.path.join(run_dir, "index"))
     plots_dir = os.path.join(run_dir, "plots")
     os.makedirs(plots_dir, exist_ok=True)
-    curves = _history_by_epoch(os.path.join(run_dir, "history.csv"), monitors)
+    curves = _history_by_epoch(history, monitors)
     if curves:
         plots.training_curves(curves, os.path.join(plots_dir, "training_curves.png"))
     plots.projection_plot(
@@ -525,7 +527,7 @@ def train():
     if labelled:
         print(_metrics_table(metrics, recipe.algorithm))
         print(_match_line(metrics["match"]))
-        warning = verdict(metrics, _losses(os.path.join(run_dir, "history.csv")))
+        warning = verdict(metrics, losses)
         if warning:
             print(warning)
     else:
@@ -592,14 +594,6 @@ def _losses(csv_path):
 
     with open(csv_path) as f:
         return [float(row["loss"]) for row in csv.DictReader(f) if row.get("loss")]
-
-
-def _last_logged_loss(csv_path):
-    import csv
-
-    with open(csv_path) as f:
-        rows = list(csv.DictReader(f))
-    return float(rows[-1]["loss"]) if rows else None
 
 
 def _metrics_table(metrics, algorithm):
@@ -875,6 +869,12 @@ def main(argv):
         raise flag_error(error) from None
 
 
+def _usage_exit(error):
+    """A mistake in the input: one line on stderr, exit status 2."""
+    print(f"tfcontrast: error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
 def _check_before_tensorflow(argv):
     """The checks of `train`'s flags that need no TensorFlow, and whether `--data` names a
     path that exists (for `train` and `index`)."""
@@ -897,8 +897,7 @@ def _main_with_errors(argv):
     try:  # mistakes in the flags alone, said before TensorFlow takes seconds to load
         _check_before_tensorflow(argv)
     except UsageError as error:
-        print(f"tfcontrast: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        _usage_exit(error)
     verbosity = FLAGS.verbosity if FLAGS["verbosity"].present else None
     # Before TensorFlow loads: its C++ log level, and its start-up lines left out. Then
     # the library, which the command line loads only now (see tfcontrast/__init__.py).
@@ -913,8 +912,7 @@ def _main_with_errors(argv):
     try:
         main(argv)
     except UsageError as error:
-        print(f"tfcontrast: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        _usage_exit(error)
     except ExportFailed as error:  # not a usage error, and nothing to debug in a traceback
         print(f"tfcontrast: export failed: {error}", file=sys.stderr)
         sys.exit(1)
@@ -928,14 +926,12 @@ def _parse_flags(argv):
         try:
             print(help_text(command_of(argv[1:])))
         except UsageError as error:
-            print(f"tfcontrast: error: {error}", file=sys.stderr)
-            sys.exit(2)
+            _usage_exit(error)
         sys.exit(0)
     try:
         return FLAGS(argv)
     except flags.Error as error:
-        print(f"tfcontrast: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        _usage_exit(error)
 
 
 def run(argv=None):

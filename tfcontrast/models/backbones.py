@@ -288,9 +288,9 @@ def from_saved(name: str, input_shape) -> keras.Model:
     try:
         saved = keras.saving.load_model(path)
     except Exception as error:  # noqa: BLE001 - zip, HDF5 and deserialisation errors alike
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(
-            f"backbone {name!r}: {path} cannot be read as a Keras model ({reason})."
+            f"backbone {name!r}: {path} cannot be read as a Keras model "
+            f"({_checks.first_line(error)})."
         ) from None
     network = getattr(saved, "backbone", saved)
     expected = tuple(int(v) for v in input_shape[-3:])

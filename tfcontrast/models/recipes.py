@@ -422,8 +422,6 @@ def choose_backbone(image_shape, sample=None, weights=None) -> tuple[str, str | 
     the backbone trains from scratch: the small-image ResNet-18, or the small ConvNet below
     `RESNET_MIN_SIDE` px. `sample` (a few images) tells gray images stored with 3 channels.
     """
-    from tfcontrast.layers import augmentation as augmentation_lib
-
     height, width = (int(v) for v in image_shape[-3:-1])
     side = min(height, width)
     if side < RESNET_MIN_SIDE:
@@ -436,7 +434,7 @@ def choose_backbone(image_shape, sample=None, weights=None) -> tuple[str, str | 
             ),
         )
     scratch = f"a ResNet-18 for small images (3x3 stem, no max-pool) for {height}x{width} images"
-    photos = augmentation_lib.choose_preset(image_shape, sample)[0] != "glyphs"
+    photos = image_kind(image_shape, sample)[0] != "glyphs"
     if not photos or side < PRETRAINED_MIN_SIDE:
         return "cifar_resnet18", None, scratch
     found = weights if weights not in (None, "imagenet") else backbones_lib.cached_weights()
@@ -727,16 +725,17 @@ def within_budget(
     """`(recipe, note)`: `recipe` with the epochs that fit its `time_budget` on this
     machine (`time_budget` then None), and a line saying how they were counted.
 
-    Builds a throwaway copy of the recipe's model, times `probe_steps` training steps of
-    the whole network (after one step for tracing) on `x`'s first images, and gives
-    `BUDGET_MARGIN` of the budget to steps at that pace: at least one epoch, however
-    short the budget. A recipe without a budget comes back unchanged.
+    Builds a throwaway copy of the recipe's model, runs `probe_steps + 2` training steps
+    of the whole network on `x`'s first images, takes the median of the step times after
+    the first (which traces), and gives `BUDGET_MARGIN` of the budget, less the first
+    step, to steps at that pace: at least one epoch, however short the budget. A recipe
+    without a budget comes back unchanged.
 
     Args:
         recipe: the settings; `time_budget` in minutes.
         x: the training images (an array, or a `tfcontrast.data.ImageSource`).
         y: their labels (for the algorithms that need them).
-        probe_steps: steps timed after the first.
+        probe_steps: the step times measured are `probe_steps + 1`.
         seed: seed of the throwaway model.
         clock: the seconds counter the steps are timed with.
     """
