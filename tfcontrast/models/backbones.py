@@ -278,6 +278,13 @@ def from_saved(name: str, input_shape) -> keras.Model:
     Raises:
         ValueError: when nothing readable is there, or the saved backbone takes images of
             another size or number of channels than `input_shape`.
+
+    Example:
+
+    ```python
+    pretrained = backbones.from_saved("runs/cifar10_small", (32, 32, 3))  # or a .keras file
+    model = ContrastiveModel(pretrained, projector=ProjectionHead((256,), 64), algorithm="supcon")
+    ```
     """
     path = saved_model_path(name)
     if path is None or not os.path.isfile(path):

@@ -467,6 +467,13 @@ def resolve(recipe: Recipe, image_shape, sample=None, num_examples=None) -> tupl
     A pretrained choice trains the heads first: the backbone is frozen for the first fifth
     of the epochs (`freeze_backbone`, `unfreeze_after`), unless the recipe sets those.
     `num_examples` sizes that fifth (`epochs_for`); without it, the fifth of `min_epochs`.
+
+    Example:
+
+    ```python
+    recipe, note = recipes.resolve(recipes.Recipe.for_algorithm("simclr"), (32, 32, 3))
+    recipe.backbone  # "cifar_resnet18"; on 96 px photos with weights at hand, EfficientNetV2B0
+    ```
     """
     if recipe.backbone != "auto":
         return recipe, ""
@@ -738,6 +745,14 @@ def within_budget(
         probe_steps: the step times measured are `probe_steps + 1`.
         seed: seed of the throwaway model.
         clock: the seconds counter the steps are timed with.
+
+    Example:
+
+    ```python
+    recipe, why = recipes.for_images(x_train, time_budget=15)
+    recipe, note = recipes.within_budget(recipe, x_train)  # recipe.epochs now set
+    model, _ = recipes.build_model(recipe, x_train.shape[1:], sample=x_train)
+    ```
     """
     if recipe.time_budget is None:
         return recipe, ""
